@@ -1,0 +1,32 @@
+//! Touches every re-export, so a broken feature fails CI.
+//! Run with `--features full` (as `cargo xtask test` does) to cover them all.
+
+#[test]
+fn core_is_always_there() {
+    let err = kuai::core::Error::corrupt("x");
+    assert_eq!(err.kind(), kuai::core::ErrorKind::Corrupt);
+}
+
+macro_rules! touch {
+    ($($feature:literal => $module:ident),* $(,)?) => {$(
+        #[cfg(feature = $feature)]
+        #[test]
+        #[allow(non_snake_case)]
+        fn $module() {
+            let err: kuai::$module::Error = kuai::core::Error::closed(concat!($feature, " reachable"));
+            assert!(err.to_string().contains($feature));
+        }
+    )*};
+}
+
+touch! {
+    "lockfree" => lockfree,
+    "reactor" => reactor,
+    "zerocopy" => zerocopy,
+    "codec" => codec,
+    "pool" => pool,
+    "cache" => cache,
+    "shard" => shard,
+    "queue" => queue,
+    "store" => store,
+}

@@ -1,0 +1,11 @@
+//! `kuai-queue`: Bounded queues with flow control, an in-process broker, a durable log and half messages.
+//!
+//! This crate is being built; see the project's issue tracker for its scope.
+//! Today it only re-exports the shared error type it will use.
+//!
+//! ```
+//! let _kind = kuai_queue::Error::closed("not built yet").kind();
+//! ```
+#![forbid(unsafe_code)]
+
+pub use kuai_core::Error;
