@@ -127,7 +127,8 @@ mod tests {
             let arc = Arc::new(U32Le);
             let bytes = boxed.encode_to_vec(&x).map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(arc.decode(&bytes).ok(), Some(x));
-            prop_assert_eq!((&U32Le).decode(&bytes).ok(), Some(x));
+            let by_ref: &U32Le = &U32Le;
+            prop_assert_eq!(Decoder::<u32>::decode(&by_ref, &bytes).ok(), Some(x));
         }
 
         #[test]

@@ -2,7 +2,7 @@
 //!
 //! Like `tower-service`, this crate is mostly traits and changes rarely. It has
 //! no async runtime dependency (no tokio): async traits return plain
-//! [`Future`](core::future::Future)s.
+//! [`Future`]s.
 //!
 //! | item | what it is for | implemented by | consumed by |
 //! |---|---|---|---|

@@ -52,3 +52,8 @@ pub use kuai_store as store;
 #[cfg(feature = "zerocopy")]
 #[doc(inline)]
 pub use kuai_zerocopy as zerocopy;
+
+/// The README's code snippets, compiled and run as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
