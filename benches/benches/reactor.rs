@@ -1,0 +1,6 @@
+//! The reactor section of `cargo xtask bench` (being built: no rows yet).
+
+fn main() {
+    let section = kuai_benches::Section::from_args("reactor");
+    println!("section {} has no experiments yet (quick: {})", section.name(), section.quick());
+}
