@@ -1,31 +1,5 @@
 //! [`MappedAppender`]: an append-only writer over a pre-allocated, shared,
 //! writable mapping, with explicit durability.
-//!
-//! # Durability semantics
-//!
-//! * [`MappedAppender::append`] copies bytes into the mapping. They are
-//!   visible at once to every reader of the file (page cache), but **not
-//!   durable**: a power loss may drop them.
-//! * [`MappedAppender::flush`] makes every byte appended so far durable:
-//!   `msync(MS_SYNC)` of the dirty range, plus `fsync` of the file when the
-//!   file grew since the last flush (growth changes metadata, which `msync`
-//!   does not persist). When it returns `Ok`, [`MappedAppender::durable_len`]
-//!   equals [`MappedAppender::len`].
-//! * [`MappedAppender::flush_async`] schedules write-back (`MS_ASYNC`) and
-//!   returns at once; it promises nothing about durability.
-//! * Growth: when an append does not fit, the file is extended (doubling,
-//!   capped by [`AppenderOptions::max_capacity`]) and remapped. Bytes
-//!   already appended stay where they are (offsets are stable).
-//! * Close: [`MappedAppender::finish`] flushes and trims the pre-allocated
-//!   tail so the file's length equals the bytes appended. If a reader still
-//!   maps the file (it holds the shared lock of
-//!   [`TruncationGuard::Lock`](crate::TruncationGuard::Lock)) the trim is
-//!   skipped rather than crash that reader, and `finish` says so.
-//!
-//! After a crash (no `finish`) the file keeps its zero-filled pre-allocated
-//! tail; reopen with [`AppenderOptions::resume_at`] giving the logical end
-//! (the log format above this — e.g. length-prefixed, checksummed records —
-//! finds it by scanning).
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -168,8 +142,33 @@ fn round_up_page(n: u64) -> u64 {
 }
 
 /// An append-only, pre-allocated, memory-mapped file writer: the basis of a
-/// durable log. See the [module documentation](self) for the exact
-/// durability semantics.
+/// durable log.
+///
+/// # Durability semantics
+///
+/// * [`MappedAppender::append`] copies bytes into the mapping. They are
+///   visible at once to every reader of the file (page cache), but **not
+///   durable**: a power loss may drop them.
+/// * [`MappedAppender::flush`] makes every byte appended so far durable:
+///   `msync(MS_SYNC)` of the dirty range, plus `fsync` of the file when the
+///   file grew since the last flush (growth changes metadata, which `msync`
+///   does not persist). When it returns `Ok`, [`MappedAppender::durable_len`]
+///   equals [`MappedAppender::len`].
+/// * [`MappedAppender::flush_async`] schedules write-back (`MS_ASYNC`) and
+///   returns at once; it promises nothing about durability.
+/// * Growth: when an append does not fit, the file is extended (doubling,
+///   capped by [`AppenderOptions::max_capacity`]) and remapped. Bytes
+///   already appended stay where they are (offsets are stable).
+/// * Close: [`MappedAppender::finish`] flushes and trims the pre-allocated
+///   tail so the file's length equals the bytes appended. If a reader still
+///   maps the file (it holds the shared lock of
+///   [`TruncationGuard::Lock`](crate::TruncationGuard::Lock)) the trim is
+///   skipped rather than crash that reader, and `finish` says so.
+///
+/// After a crash (no `finish`) the file keeps its zero-filled pre-allocated
+/// tail; reopen with [`AppenderOptions::resume_at`] giving the logical end
+/// (the log format above this — e.g. length-prefixed, checksummed records —
+/// finds it by scanning).
 pub struct MappedAppender {
     path: PathBuf,
     file: File,

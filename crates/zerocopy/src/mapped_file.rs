@@ -1,28 +1,5 @@
 //! [`MappedFile`]: a read-only mapping of a file, handed out as
 //! [`bytes::Bytes`] slices that keep the mapping alive.
-//!
-//! # Truncation while mapped
-//!
-//! Reading a page of a shared file mapping that lies past the file's current
-//! end raises `SIGBUS`, which kills the process. Rust cannot turn that into
-//! an error, so a mapping library must choose who is allowed to shrink a
-//! mapped file. [`MappedFile`] offers two answers ([`TruncationGuard`]):
-//!
-//! * [`TruncationGuard::Lock`] (the default, zero-copy): the mapping holds a
-//!   shared `flock` for as long as any `Bytes` slice of it lives. Cooperating
-//!   writers shrink files only through [`truncate_locked`] (or take an
-//!   exclusive `flock` themselves), which fails with
-//!   [`ZeroCopyError::Busy`] while the file is mapped. Appending (growing) is
-//!   always safe: a mapping only covers the length the file had when it was
-//!   mapped. A process that ignores the lock and truncates the file anyway
-//!   can still crash readers — that is the residual risk of every shared
-//!   file mapping, and why the second mode exists.
-//! * [`TruncationGuard::Snapshot`] (immune, one in-kernel copy): the file's
-//!   contents are copied once into a sealed `memfd`
-//!   (`F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE`) and that is mapped. The
-//!   kernel refuses every attempt to change the snapshot, so nothing anyone
-//!   does to the original file can fault the mapping. Use it for files that
-//!   untrusted processes may modify.
 
 use std::fs::File;
 use std::io;
@@ -38,7 +15,28 @@ use crate::error::{Result, ZeroCopyError};
 use crate::regular_file::{check_regular, open_regular};
 
 /// How a [`MappedFile`] protects itself from the file being truncated while
-/// mapped. See the [module documentation](self) for the trade-off.
+/// mapped.
+///
+/// Reading a page of a shared file mapping that lies past the file's current
+/// end raises `SIGBUS`, which kills the process. Rust cannot turn that into
+/// an error, so a mapping library must choose who is allowed to shrink a
+/// mapped file. [`MappedFile`] offers two answers ([`TruncationGuard`]):
+///
+/// * [`TruncationGuard::Lock`] (the default, zero-copy): the mapping holds a
+///   shared `flock` for as long as any `Bytes` slice of it lives. Cooperating
+///   writers shrink files only through [`truncate_locked`] (or take an
+///   exclusive `flock` themselves), which fails with
+///   [`ZeroCopyError::Busy`] while the file is mapped. Appending (growing) is
+///   always safe: a mapping only covers the length the file had when it was
+///   mapped. A process that ignores the lock and truncates the file anyway
+///   can still crash readers — that is the residual risk of every shared
+///   file mapping, and why the second mode exists.
+/// * [`TruncationGuard::Snapshot`] (immune, one in-kernel copy): the file's
+///   contents are copied once into a sealed `memfd`
+///   (`F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE`) and that is mapped. The
+///   kernel refuses every attempt to change the snapshot, so nothing anyone
+///   does to the original file can fault the mapping. Use it for files that
+///   untrusted processes may modify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TruncationGuard {
     /// Hold a shared advisory lock (`flock(LOCK_SH)`) for the mapping's

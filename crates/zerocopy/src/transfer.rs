@@ -201,11 +201,13 @@ impl Transfer {
             let sink = Sink::new(sock).map_err(|e| ZeroCopyError::io("fstat", e.into()))?;
             let done = match self.method {
                 Method::Auto | Method::Sendfile => sendfile_range(file, offset, len, sink, &mut p)?,
-                Method::Splice => self.splice_range(file, offset, len, sink, &mut p)?,
+                Method::Splice => {
+                    self.splice_range(file, offset, len, sink, &mut p, &mut fell_back)?
+                }
                 Method::Copy => false,
             };
             if !done {
-                fell_back = self.method != Method::Copy;
+                fell_back |= self.method != Method::Copy;
                 self.copy_range(file, offset, len, sink, &mut p)?;
             }
             Ok(p)
@@ -258,6 +260,7 @@ impl Transfer {
         len: u64,
         sink: Sink<'_>,
         p: &mut Progress,
+        fell_back: &mut bool,
     ) -> Result<bool> {
         let pipe =
             Pipe::new(self.pipe_size).map_err(|e| ZeroCopyError::transfer("pipe", *p, e.into()))?;
@@ -285,7 +288,11 @@ impl Transfer {
                     expected: len,
                 });
             }
-            drain_pipe(&pipe, n, sink, p, self.copy_buffer)?;
+            drain_pipe(&pipe, n, sink, p, self.copy_buffer, fell_back)?;
+            if *fell_back {
+                // The sink refuses splice: copy the rest without the pipe.
+                return Ok(false);
+            }
         }
         Ok(true)
     }
@@ -314,7 +321,7 @@ impl Transfer {
                     .min(pipe.capacity);
                 match splice_in(src, &pipe, want) {
                     Ok(0) => return Ok(p),
-                    Ok(n) => drain_pipe(&pipe, n, sink, &mut p, self.copy_buffer)?,
+                    Ok(n) => drain_pipe(&pipe, n, sink, &mut p, self.copy_buffer, &mut fell_back)?,
                     Err(e) if is_unsupported(e) => {
                         fell_back = true;
                         copy_stream(src, &[sink], limit, &mut p, self.copy_buffer)?;
@@ -397,8 +404,15 @@ impl Transfer {
                     // Sink b's progress is tracked separately; `p` counts
                     // what reached sink a, then both are equal.
                     let mut pb = p;
-                    drain_pipe(&first, t, sink_a, &mut p, self.copy_buffer)?;
-                    drain_pipe(&second, t, sink_b, &mut pb, self.copy_buffer)?;
+                    drain_pipe(&first, t, sink_a, &mut p, self.copy_buffer, &mut fell_back)?;
+                    drain_pipe(
+                        &second,
+                        t,
+                        sink_b,
+                        &mut pb,
+                        self.copy_buffer,
+                        &mut fell_back,
+                    )?;
                     left -= t;
                 }
             }
@@ -562,6 +576,7 @@ fn drain_pipe(
     sink: Sink<'_>,
     p: &mut Progress,
     copy_buffer: usize,
+    fell_back: &mut bool,
 ) -> Result<()> {
     let mut left = n;
     while left > 0 {
@@ -584,6 +599,7 @@ fn drain_pipe(
             Err(Errno::AGAIN) => wait_ready(sink.fd, PollFlags::OUT)
                 .map_err(|e| ZeroCopyError::transfer("poll", *p, e.into()))?,
             Err(e) if is_unsupported(e) => {
+                *fell_back = true;
                 let mut buf = vec![0u8; copy_buffer.min(left)];
                 while left > 0 {
                     let want = left.min(buf.len());
