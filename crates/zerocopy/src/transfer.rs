@@ -152,14 +152,17 @@ impl Transfer {
         self
     }
 
+    #[cfg(feature = "tokio")]
     pub(crate) fn get_method(&self) -> Method {
         self.method
     }
 
+    #[cfg(feature = "tokio")]
     pub(crate) fn get_copy_buffer(&self) -> usize {
         self.copy_buffer
     }
 
+    #[cfg(feature = "tokio")]
     pub(crate) fn get_pipe_size(&self) -> usize {
         self.pipe_size
     }
