@@ -375,15 +375,26 @@ const LOOPBACK_NOTE: &str =
     "loopback: the receiver's copy sets the pace, so zero-copy shows at small sizes and as CPU";
 
 fn file_serving(s: &mut Section, dir: &Path) {
-    let sizes: Vec<(usize, f64, f64)> = if s.quick() {
-        SEED.iter()
-            .copied()
-            .filter(|(mb, _, _)| *mb == 7 || *mb == 63)
-            .collect()
-    } else {
-        SEED.to_vec()
-    };
-    let runs = s.pick(3, 5);
+    // KUAI_ZC_SIZES=7,21 restricts the sizes (for exploring by hand).
+    let only: Option<Vec<usize>> = std::env::var("KUAI_ZC_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect());
+    let sizes: Vec<(usize, f64, f64)> = SEED
+        .iter()
+        .copied()
+        .filter(|(mb, _, _)| match &only {
+            Some(list) => list.contains(mb),
+            None => !s.quick() || *mb == 7 || *mb == 63,
+        })
+        .collect();
+    // Budget: the serving experiments get this long in all; repeats shrink
+    // (never below 3 unless the machine is far slower than expected) when
+    // the observed throughput says the full count would not fit.
+    let budget = Duration::from_secs(s.pick(9, 60));
+    let started = Instant::now();
+    let mut bytes_per_sec = 1.5e9_f64; // first guess; refined as we go
+    let total_mib: usize = sizes.iter().map(|x| x.0).sum();
+    let mut mib_left = total_mib;
     let listener = match TcpListener::bind("127.0.0.1:0") {
         Ok(l) => l,
         Err(e) => {
@@ -402,9 +413,27 @@ fn file_serving(s: &mut Section, dir: &Path) {
         Serve::RawSendfile,
         Serve::RawSplice,
     ];
-    let unpinned_methods = [Serve::Rw8k, Serve::Sendfile, Serve::Splice, Serve::Auto];
+    let unpinned_methods = [
+        Serve::Rw8k,
+        Serve::Sendfile,
+        Serve::Splice,
+        Serve::Mmap,
+        Serve::Auto,
+    ];
+    let per_round = pinned_methods.len() + unpinned_methods.len();
     for (mb, seed_normal, seed_zc) in sizes {
         let len = mb * MIB;
+        // Share of the remaining budget for this size, by bytes.
+        let left = budget.saturating_sub(started.elapsed()).as_secs_f64();
+        let mine = left * mb as f64 / mib_left.max(1) as f64;
+        mib_left = mib_left.saturating_sub(mb);
+        let round_secs = (per_round * len) as f64 / bytes_per_sec;
+        let wanted = if mb <= 21 { s.pick(7, 9) } else { s.pick(3, 5) };
+        let fit = (mine / round_secs).floor() as usize; // includes the warm-up
+        let runs = wanted
+            .min(fit.saturating_sub(1))
+            .max(if fit >= 3 { 3 } else { 1 });
+        let size_started = Instant::now();
         let path = dir.join(format!("serve-{mb}"));
         if let Err(e) = make_file(&path, len) {
             s.record(Row::new(format!("serve {mb} MiB"), "ms", Better::Lower).error(e));
@@ -420,7 +449,7 @@ fn file_serving(s: &mut Section, dir: &Path) {
                 Err(e) => s.record(
                     Row::new(format!("serve {mb} MiB, pinned"), "ms", Better::Lower).error(e),
                 ),
-                Ok(st) => record_pinned(s, mb, seed_normal, seed_zc, &pinned_methods, &st),
+                Ok(st) => record_pinned(s, mb, seed_normal, seed_zc, &pinned_methods, &st, runs),
             },
         }
         // ---- unpinned
@@ -468,6 +497,8 @@ fn file_serving(s: &mut Section, dir: &Path) {
                 }
             }
         }
+        let moved = (per_round * len * (runs + 1)) as f64;
+        bytes_per_sec = moved / size_started.elapsed().as_secs_f64().max(1e-3);
         let _ = std::fs::remove_file(&path);
     }
 }
@@ -479,6 +510,7 @@ fn record_pinned(
     seed_zc: f64,
     methods: &[Serve],
     st: &[Stats],
+    runs: usize,
 ) {
     let get = |m: Serve| st[methods.iter().position(|&x| x == m).unwrap_or(0)];
     let base = get(Serve::Rw8k);
@@ -495,6 +527,7 @@ fn record_pinned(
         .param("mib", mb)
         .param("pinned", true)
         .param("rw64k_wall_ms", round2(rw64.wall))
+        .param("runs", runs)
         .param("seed_normal_ms", seed_normal);
         if m == Serve::Sendfile {
             wall = wall.seed(seed_zc).note(format!(

@@ -48,6 +48,11 @@ impl<'a> Sink<'a> {
         Ok(Sink { fd, socket })
     }
 
+    /// Whether the fd is a socket.
+    pub(crate) fn is_socket(&self) -> bool {
+        self.socket
+    }
+
     /// One write attempt, retried on `EINTR` and `EAGAIN` (after waiting).
     pub(crate) fn write(&self, buf: &[u8]) -> Result<usize, Errno> {
         loop {

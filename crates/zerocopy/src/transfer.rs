@@ -17,7 +17,7 @@
 //! wait for readiness on tokio sockets instead of blocking.
 
 use std::io::IoSlice;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use bytes::Bytes;
 use rustix::event::PollFlags;
@@ -39,8 +39,16 @@ const IOV_MAX: usize = 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Method {
-    /// Let the crate choose: `sendfile`, falling back to copying when the
-    /// kernel refuses it.
+    /// Let the crate choose. `sendfile` (falling back to copying when the
+    /// kernel refuses it), except for large transfers to a peer on this
+    /// machine (loopback TCP or a Unix socket; see
+    /// [`Transfer::local_mmap_threshold`]), which use `mmap` + `write`:
+    /// without a NIC the receiver's copy sets the pace, and measured on
+    /// loopback a sender-side copy from a mapping pipelines better than
+    /// `sendfile`'s 64 KiB internal batches, in both wall and CPU time. The
+    /// mapping holds a shared `flock` during the transfer
+    /// ([`TruncationGuard::Lock`](crate::TruncationGuard::Lock)); if the
+    /// lock or the mapping cannot be had, `sendfile` is used.
     #[default]
     Auto,
     /// `sendfile(2)` (falls back to copying if refused).
@@ -82,8 +90,12 @@ pub struct Transfer {
     method: Method,
     copy_buffer: usize,
     pipe_size: usize,
+    local_mmap_threshold: u64,
     counters: Option<Counters>,
 }
+
+/// Default of [`Transfer::local_mmap_threshold`].
+const DEFAULT_LOCAL_MMAP_THRESHOLD: u64 = 2 << 20;
 
 impl Default for Transfer {
     fn default() -> Self {
@@ -91,6 +103,7 @@ impl Default for Transfer {
             method: Method::Auto,
             copy_buffer: 64 * 1024,
             pipe_size: 1 << 20,
+            local_mmap_threshold: DEFAULT_LOCAL_MMAP_THRESHOLD,
             counters: None,
         }
     }
@@ -142,6 +155,14 @@ impl Transfer {
     /// may cap it).
     pub fn pipe_size(mut self, bytes: usize) -> Self {
         self.pipe_size = bytes.max(4096);
+        self
+    }
+
+    /// With [`Method::Auto`], transfers of at least this many bytes to a
+    /// peer on this machine use `mmap` + `write` instead of `sendfile`
+    /// (default 2 MiB; `u64::MAX` disables it).
+    pub fn local_mmap_threshold(mut self, bytes: u64) -> Self {
+        self.local_mmap_threshold = bytes;
         self
     }
 
@@ -203,6 +224,14 @@ impl Transfer {
         let r = (|| {
             let sink = Sink::new(sock).map_err(|e| ZeroCopyError::io("fstat", e.into()))?;
             let done = match self.method {
+                Method::Auto
+                    if len >= self.local_mmap_threshold
+                        && sink.is_socket()
+                        && local_peer(sock)
+                        && mmap_range(file, offset, len, sink, &mut p)? =>
+                {
+                    true
+                }
                 Method::Auto | Method::Sendfile => sendfile_range(file, offset, len, sink, &mut p)?,
                 Method::Splice => {
                     self.splice_range(file, offset, len, sink, &mut p, &mut fell_back)?
@@ -517,6 +546,61 @@ impl<'a> ChainCursor<'a> {
         }
         self.skip_empty();
     }
+}
+
+/// Whether the peer of socket `fd` is on this machine: a Unix socket, or
+/// TCP/UDP to a loopback address.
+fn local_peer(fd: BorrowedFd<'_>) -> bool {
+    match rustix::net::getpeername(fd) {
+        Ok(Some(addr)) => {
+            if addr.address_family() == rustix::net::AddressFamily::UNIX {
+                return true;
+            }
+            match std::net::SocketAddr::try_from(addr) {
+                Ok(std::net::SocketAddr::V4(a)) => a.ip().is_loopback(),
+                Ok(std::net::SocketAddr::V6(a)) => {
+                    a.ip().is_loopback()
+                        || a.ip().to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+                }
+                Err(_) => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// `mmap` + `write` of `[offset, offset + len)`. Returns `Ok(false)`, having
+/// sent nothing, when the file cannot be mapped or locked or is shorter
+/// than the range (the caller then uses `sendfile`, which reports that
+/// precisely).
+fn mmap_range(
+    file: BorrowedFd<'_>,
+    offset: u64,
+    len: u64,
+    sink: Sink<'_>,
+    p: &mut Progress,
+) -> Result<bool> {
+    // A fresh open file description (not a dup), so that our shared flock
+    // is independent of any lock the caller holds on `file`.
+    let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
+    let Ok(reopened) = std::fs::File::open(&proc_path) else {
+        return Ok(false);
+    };
+    let Ok(map) = MappedFile::options().map_file(reopened, &proc_path) else {
+        return Ok(false);
+    };
+    let (Ok(start), Ok(end)) = (
+        usize::try_from(offset),
+        usize::try_from(offset.saturating_add(len)),
+    ) else {
+        return Ok(false);
+    };
+    let Ok(bytes) = map.slice(start..end) else {
+        return Ok(false);
+    };
+    sink.write_all(&bytes, |k| p.copied += k as u64)
+        .map_err(|e| ZeroCopyError::transfer("write", *p, e.into()))?;
+    Ok(true)
 }
 
 /// `sendfile` loop. Returns `Ok(false)` if the kernel refused sendfile for

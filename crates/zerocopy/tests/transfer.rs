@@ -30,15 +30,67 @@ fn file_to_tcp_socket_by_each_method() {
         assert_eq!(p.total(), LEN as u64);
         assert_eq!(counters.snapshot(), p);
         assert_eq!(counters.fallbacks(), 0);
-        if method == Method::Copy {
-            assert_eq!(p.copied, LEN as u64);
-        } else {
-            assert!(
+        match method {
+            // Copy loop; Auto to a loopback peer above 2 MiB: mmap + write.
+            Method::Copy | Method::Auto => assert_eq!(p.copied, LEN as u64, "{method:?}"),
+            _ => assert!(
                 p.all_zero_copy(),
                 "{method:?} took the zero-copy path: {p:?}"
-            );
+            ),
         }
     }
+    // Auto with the local mmap path disabled: sendfile.
+    let (server, client) = tcp_pair();
+    let reader = drain(client);
+    let p = Transfer::new()
+        .local_mmap_threshold(u64::MAX)
+        .file_to_socket(&file, 0, LEN as u64, &server)
+        .unwrap();
+    drop(server);
+    assert_eq!(reader.join().unwrap(), data);
+    assert!(p.all_zero_copy(), "{p:?}");
+}
+
+#[test]
+fn auto_uses_mmap_for_large_local_transfers_and_sendfile_otherwise() {
+    let dir = TempDir::new("tr-auto");
+    let (path, data) = write_file(&dir, "f", 1_000_000);
+    let file = open_regular(&path).unwrap();
+    let auto = Transfer::new().local_mmap_threshold(500_000);
+    // Loopback TCP, above the threshold: mmap + write.
+    let (server, client) = tcp_pair();
+    let reader = drain(client);
+    let p = auto.file_to_socket(&file, 10, 999_990, &server).unwrap();
+    drop(server);
+    assert_eq!(reader.join().unwrap(), &data[10..]);
+    assert_eq!(p.copied, 999_990);
+    // A Unix socket is local too; below the threshold: sendfile.
+    let (tx, rx) = UnixStream::pair().unwrap();
+    let reader = drain(rx);
+    let big = auto.file_to_socket(&file, 0, 1_000_000, &tx).unwrap();
+    let small = auto.file_to_socket(&file, 0, 400_000, &tx).unwrap();
+    drop(tx);
+    assert_eq!(reader.join().unwrap().len(), 1_400_000);
+    assert_eq!(big.copied, 1_000_000);
+    assert!(small.all_zero_copy());
+    // A range past the end is reported precisely (by the sendfile path).
+    let (tx, _rx) = UnixStream::pair().unwrap();
+    let err = auto
+        .file_to_socket(&file, 900_000, 600_000, &tx)
+        .unwrap_err();
+    assert!(
+        matches!(err, kuai_zerocopy::ZeroCopyError::UnexpectedEof { .. }),
+        "{err:?}"
+    );
+    // A file under an exclusive lock (a truncation under way) is not
+    // mapped: sendfile serves it.
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    let (tx, rx) = UnixStream::pair().unwrap();
+    let reader = drain(rx);
+    let p = auto.file_to_socket(&file, 0, 1_000_000, &tx).unwrap();
+    drop(tx);
+    assert_eq!(reader.join().unwrap(), data);
+    assert!(p.all_zero_copy(), "{p:?}");
 }
 
 #[test]
