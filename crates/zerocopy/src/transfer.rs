@@ -184,6 +184,11 @@ impl Transfer {
     }
 
     #[cfg(feature = "tokio")]
+    pub(crate) fn get_local_mmap_threshold(&self) -> u64 {
+        self.local_mmap_threshold
+    }
+
+    #[cfg(feature = "tokio")]
     pub(crate) fn get_pipe_size(&self) -> usize {
         self.pipe_size
     }
@@ -550,7 +555,7 @@ impl<'a> ChainCursor<'a> {
 
 /// Whether the peer of socket `fd` is on this machine: a Unix socket, or
 /// TCP/UDP to a loopback address.
-fn local_peer(fd: BorrowedFd<'_>) -> bool {
+pub(crate) fn local_peer(fd: BorrowedFd<'_>) -> bool {
     match rustix::net::getpeername(fd) {
         Ok(Some(addr)) => {
             if addr.address_family() == rustix::net::AddressFamily::UNIX {
@@ -569,10 +574,22 @@ fn local_peer(fd: BorrowedFd<'_>) -> bool {
     }
 }
 
+/// Maps `[offset, offset + len)` of `file` under a shared `flock`, or
+/// `None` when the file cannot be mapped or locked or is shorter than the
+/// range (callers then use `sendfile`, which reports that precisely).
+pub(crate) fn map_range(file: BorrowedFd<'_>, offset: u64, len: u64) -> Option<Bytes> {
+    // A fresh open file description (not a dup), so that our shared flock
+    // is independent of any lock the caller holds on `file`.
+    let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
+    let reopened = std::fs::File::open(&proc_path).ok()?;
+    let map = MappedFile::options().map_file(reopened, &proc_path).ok()?;
+    let start = usize::try_from(offset).ok()?;
+    let end = usize::try_from(offset.checked_add(len)?).ok()?;
+    map.slice(start..end).ok()
+}
+
 /// `mmap` + `write` of `[offset, offset + len)`. Returns `Ok(false)`, having
-/// sent nothing, when the file cannot be mapped or locked or is shorter
-/// than the range (the caller then uses `sendfile`, which reports that
-/// precisely).
+/// sent nothing, when [`map_range`] declines.
 fn mmap_range(
     file: BorrowedFd<'_>,
     offset: u64,
@@ -580,22 +597,7 @@ fn mmap_range(
     sink: Sink<'_>,
     p: &mut Progress,
 ) -> Result<bool> {
-    // A fresh open file description (not a dup), so that our shared flock
-    // is independent of any lock the caller holds on `file`.
-    let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
-    let Ok(reopened) = std::fs::File::open(&proc_path) else {
-        return Ok(false);
-    };
-    let Ok(map) = MappedFile::options().map_file(reopened, &proc_path) else {
-        return Ok(false);
-    };
-    let (Ok(start), Ok(end)) = (
-        usize::try_from(offset),
-        usize::try_from(offset.saturating_add(len)),
-    ) else {
-        return Ok(false);
-    };
-    let Ok(bytes) = map.slice(start..end) else {
+    let Some(bytes) = map_range(file, offset, len) else {
         return Ok(false);
     };
     sink.write_all(&bytes, |k| p.copied += k as u64)

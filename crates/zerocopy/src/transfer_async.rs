@@ -82,8 +82,11 @@ async fn send_all<S: AsyncStream>(sock: &S, mut buf: &[u8], p: &mut Progress) ->
 
 impl Transfer {
     /// The async twin of [`Transfer::file_to_socket`]: sends `len` bytes of
-    /// `file` from `offset` to a tokio socket, with `sendfile` (or `splice`,
-    /// per [`Transfer::method`]) and a detected fallback to copying.
+    /// `file` from `offset` to a tokio socket, with the same choice of
+    /// mechanism ([`Transfer::method`]) and the same detected fallback to
+    /// copying. Reading the file (`sendfile`'s or `splice`'s input side, or
+    /// page faults of the mapping) is assumed to hit the page cache and is
+    /// not awaited.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -98,7 +101,8 @@ impl Transfer {
     ///     let mut v = Vec::new();
     ///     rx.read_to_end(&mut v).await.map(|_| v.len())
     /// });
-    /// let p = Transfer::new().file_to_socket_async(&file, 0, 300_000, &tx).await?;
+    /// let p = Transfer::new().method(kuai_zerocopy::transfer::Method::Sendfile)
+    ///     .file_to_socket_async(&file, 0, 300_000, &tx).await?;
     /// drop(tx);
     /// assert_eq!(p.zero_copy, 300_000);
     /// assert_eq!(reader.await??, 300_000);
@@ -134,6 +138,15 @@ impl Transfer {
         let sock_fd = sock.as_fd();
         let file_fd = file.as_fd();
         let mut zero_copy = !matches!(self.get_method(), Method::Copy);
+        if self.get_method() == Method::Auto
+            && len >= self.get_local_mmap_threshold()
+            && crate::transfer::local_peer(sock_fd)
+        {
+            // As in the blocking path: mmap + write for large local peers.
+            if let Some(bytes) = crate::transfer::map_range(file_fd, offset, len) {
+                return send_all(sock, &bytes, p).await;
+            }
+        }
         if matches!(self.get_method(), Method::Splice) {
             // Splice on the async path: file → pipe (blocking page-cache
             // read) → socket (awaited).
