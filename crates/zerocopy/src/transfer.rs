@@ -582,7 +582,10 @@ pub(crate) fn map_range(file: BorrowedFd<'_>, offset: u64, len: u64) -> Option<B
     // is independent of any lock the caller holds on `file`.
     let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
     let reopened = std::fs::File::open(&proc_path).ok()?;
-    let map = MappedFile::options().map_file(reopened, &proc_path).ok()?;
+    let map = MappedFile::options()
+        .advice(crate::mapped_file::Advice::Sequential)
+        .map_file(reopened, &proc_path)
+        .ok()?;
     let start = usize::try_from(offset).ok()?;
     let end = usize::try_from(offset.checked_add(len)?).ok()?;
     map.slice(start..end).ok()
