@@ -97,6 +97,7 @@ impl AppenderOptions {
             .open(path)
             .map_err(|e| ZeroCopyError::open(path, "open", e))?;
         let existing = check_regular(&file, path)?;
+        lock_writer(&file, path)?;
         let mut len = if self.truncate {
             if existing > 0 {
                 // Shrinking would fault readers that map the file.
@@ -136,6 +137,37 @@ impl AppenderOptions {
     }
 }
 
+/// Takes the single-writer lock: an exclusive open-file-description lock
+/// (`F_OFD_SETLK`, whole file). It is independent of the `flock` that
+/// readers hold, so readers never block the writer, but a second
+/// `MappedAppender` on the same file — in this process or another — is
+/// refused with [`ZeroCopyError::Busy`]. Released when the file is closed.
+fn lock_writer(file: &File, path: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `libc::flock` is a plain C struct for which all-zero bytes
+    // are a valid value.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as _;
+    fl.l_whence = libc::SEEK_SET as _;
+    fl.l_start = 0;
+    fl.l_len = 0; // to the end of the file, however far it grows
+    // SAFETY: `file` is an open fd for the duration of the call, and
+    // F_OFD_SETLK reads a valid, initialised `struct flock` through the
+    // pointer, which outlives the call.
+    let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::EACCES) => Err(ZeroCopyError::Busy {
+            path: path.to_path_buf(),
+            why: "another MappedAppender is writing it",
+        }),
+        _ => Err(ZeroCopyError::open(path, "fcntl(F_OFD_SETLK)", e)),
+    }
+}
+
 fn round_up_page(n: u64) -> u64 {
     let page = rustix::param::page_size() as u64;
     n.div_ceil(page).saturating_mul(page)
@@ -143,6 +175,11 @@ fn round_up_page(n: u64) -> u64 {
 
 /// An append-only, pre-allocated, memory-mapped file writer: the basis of a
 /// durable log.
+///
+/// One writer per file: opening takes an exclusive open-file-description
+/// lock (`F_OFD_SETLK`), so a second `MappedAppender` on the same file fails
+/// with [`ZeroCopyError::Busy`]; readers ([`MappedFile`](crate::MappedFile))
+/// are not affected.
 ///
 /// # Durability semantics
 ///

@@ -55,6 +55,28 @@ fn reopen_appends_after_existing_and_resume_at_cuts_the_tail() {
 }
 
 #[test]
+fn a_second_writer_is_refused() {
+    let dir = TempDir::new("app-writer");
+    let path = dir.join("log");
+    let mut first = MappedAppender::open(&path).unwrap();
+    first.append(b"one").unwrap();
+    let err = MappedAppender::open(&path).unwrap_err();
+    assert!(matches!(err, ZeroCopyError::Busy { .. }), "{err:?}");
+    // Readers are not writers: mapping the file does not disturb the lock.
+    let reader = MappedFile::open(&path).unwrap();
+    drop(reader);
+    assert!(matches!(
+        MappedAppender::open(&path),
+        Err(ZeroCopyError::Busy { .. })
+    ));
+    assert!(first.finish().unwrap());
+    let mut second = MappedAppender::open(&path).unwrap();
+    assert_eq!(second.append(b"two").unwrap(), 3);
+    assert!(second.finish().unwrap());
+    assert_eq!(std::fs::read(&path).unwrap(), b"onetwo");
+}
+
+#[test]
 fn limits_and_bad_options_are_errors() {
     let dir = TempDir::new("app-limits");
     let path = dir.join("log");
