@@ -57,7 +57,7 @@
 //! # Feature flags
 //!
 //! * `tokio`: `*_async` methods on [`transfer::Transfer`] for tokio
-//!   sockets (`file_to_socket_async`, `relay_async`,
+//!   sockets (`file_to_socket_async`, `relay_async`, `tee_async`,
 //!   `write_all_bytes_async`) that wait for readiness instead of blocking or
 //!   spinning.
 //!

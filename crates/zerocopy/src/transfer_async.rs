@@ -80,6 +80,39 @@ async fn send_all<S: AsyncStream>(sock: &S, mut buf: &[u8], p: &mut Progress) ->
     Ok(())
 }
 
+/// Moves exactly `n` bytes from a non-blocking pipe to a tokio socket.
+async fn drain_pipe_async<S: AsyncStream>(
+    pipe: &std::os::fd::OwnedFd,
+    n: usize,
+    sock: &S,
+    p: &mut Progress,
+) -> Result<()> {
+    let fd = sock.as_fd();
+    let mut left = n;
+    while left > 0 {
+        let m = sock
+            .ready_io(Interest::WRITABLE, || {
+                rustix::pipe::splice(
+                    pipe,
+                    None,
+                    fd,
+                    None,
+                    left,
+                    SpliceFlags::MOVE | SpliceFlags::NONBLOCK,
+                )
+                .map_err(io::Error::from)
+            })
+            .await
+            .map_err(|e| ZeroCopyError::transfer("splice", *p, e))?;
+        if m == 0 {
+            return Err(ZeroCopyError::transfer("splice", *p, Errno::PIPE.into()));
+        }
+        p.zero_copy += m as u64;
+        left -= m;
+    }
+    Ok(())
+}
+
 impl Transfer {
     /// The async twin of [`Transfer::file_to_socket`]: sends `len` bytes of
     /// `file` from `offset` to a tokio socket, with the same choice of
@@ -358,6 +391,133 @@ impl Transfer {
                 p.zero_copy += m as u64;
                 left -= m;
             }
+        }
+        Ok(())
+    }
+
+    /// The async twin of [`Transfer::tee`]: duplicates the stream from
+    /// `src` into tokio sockets `a` and `b` (until end of stream or `limit`
+    /// bytes) with `splice` + `tee` through non-blocking pipes, awaiting
+    /// readiness on every socket. Falls back to read + two writes when the
+    /// kernel refuses to splice from `src`. The progress counts source
+    /// bytes, each delivered to both sinks.
+    pub async fn tee_async<S: AsyncStream, A: AsyncStream, B: AsyncStream>(
+        &self,
+        src: &S,
+        a: &A,
+        b: &B,
+        limit: Option<u64>,
+    ) -> Result<Progress> {
+        ignore_sigpipe();
+        let mut p = Progress::default();
+        let mut fell_back = false;
+        let r = self
+            .tee_async_inner(src, a, b, limit.unwrap_or(u64::MAX), &mut p, &mut fell_back)
+            .await
+            .map(|()| p);
+        self.record(r, fell_back)
+    }
+
+    async fn tee_async_inner<S: AsyncStream, A: AsyncStream, B: AsyncStream>(
+        &self,
+        src: &S,
+        a: &A,
+        b: &B,
+        limit: u64,
+        p: &mut Progress,
+        fell_back: &mut bool,
+    ) -> Result<()> {
+        let flags = PipeFlags::CLOEXEC | PipeFlags::NONBLOCK;
+        let (r1, w1) = rustix::pipe::pipe_with(flags)
+            .map_err(|e| ZeroCopyError::transfer("pipe", *p, e.into()))?;
+        let (r2, w2) = rustix::pipe::pipe_with(flags)
+            .map_err(|e| ZeroCopyError::transfer("pipe", *p, e.into()))?;
+        let cap1 = rustix::pipe::fcntl_setpipe_size(&w1, self.get_pipe_size())
+            .or_else(|_| rustix::pipe::fcntl_getpipe_size(&w1))
+            .unwrap_or(64 * 1024);
+        let cap2 = rustix::pipe::fcntl_setpipe_size(&w2, cap1)
+            .or_else(|_| rustix::pipe::fcntl_getpipe_size(&w2))
+            .unwrap_or(64 * 1024);
+        let cap = cap1.min(cap2);
+        let src_fd = src.as_fd();
+        while p.total() < limit {
+            let want = usize::try_from(limit - p.total())
+                .unwrap_or(usize::MAX)
+                .min(cap);
+            let r = src
+                .ready_io(Interest::READABLE, || {
+                    rustix::pipe::splice(
+                        src_fd,
+                        None,
+                        &w1,
+                        None,
+                        want,
+                        SpliceFlags::MOVE | SpliceFlags::NONBLOCK,
+                    )
+                    .map_err(io::Error::from)
+                })
+                .await;
+            let n = match r {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if p.total() == 0 && errno_of(&e).is_some_and(is_unsupported) => {
+                    *fell_back = true;
+                    return self.copy_stream2_async(src, a, b, limit, p).await;
+                }
+                Err(e) => return Err(ZeroCopyError::transfer("splice", *p, e)),
+            };
+            let mut left = n;
+            while left > 0 {
+                // `r2` is empty here and as large as `r1`'s contents, so a
+                // non-blocking tee between the pipes cannot meet a full pipe.
+                let t = match rustix::pipe::tee(&r1, &w2, left, SpliceFlags::NONBLOCK) {
+                    Ok(0) => {
+                        return Err(ZeroCopyError::transfer(
+                            "tee",
+                            *p,
+                            io::Error::other("tee made no progress"),
+                        ));
+                    }
+                    Ok(t) => t,
+                    Err(Errno::INTR) => continue,
+                    Err(e) => return Err(ZeroCopyError::transfer("tee", *p, e.into())),
+                };
+                let mut pb = *p;
+                drain_pipe_async(&r1, t, a, p).await?;
+                drain_pipe_async(&r2, t, b, &mut pb).await?;
+                left -= t;
+            }
+        }
+        Ok(())
+    }
+
+    async fn copy_stream2_async<S: AsyncStream, A: AsyncStream, B: AsyncStream>(
+        &self,
+        src: &S,
+        a: &A,
+        b: &B,
+        limit: u64,
+        p: &mut Progress,
+    ) -> Result<()> {
+        let mut buf = vec![0u8; self.get_copy_buffer()];
+        let src_fd = src.as_fd();
+        while p.total() < limit {
+            let want = usize::try_from(limit - p.total())
+                .unwrap_or(usize::MAX)
+                .min(buf.len());
+            let chunk = &mut buf[..want];
+            let n = src
+                .ready_io(Interest::READABLE, || {
+                    rustix::io::read(src_fd, &mut *chunk).map_err(io::Error::from)
+                })
+                .await
+                .map_err(|e| ZeroCopyError::transfer("read", *p, e))?;
+            if n == 0 {
+                return Ok(());
+            }
+            let mut pb = *p;
+            send_all(a, &buf[..n], p).await?;
+            send_all(b, &buf[..n], &mut pb).await?;
         }
         Ok(())
     }

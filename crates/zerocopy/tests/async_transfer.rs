@@ -112,3 +112,35 @@ async fn write_all_bytes_async_and_peer_close() {
         other => panic!("expected PeerClosed, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn tee_async_duplicates_into_two_sockets() {
+    let data = pattern(2 * 1024 * 1024 + 3);
+    let (mut src_w, src_r) = tcp_pair().await;
+    let (a_w, a_r) = tcp_pair().await;
+    let (b_w, b_r) = tokio::net::UnixStream::pair().unwrap();
+    let ra = read_all(a_r);
+    let rb = tokio::spawn(async move {
+        let mut b_r = b_r;
+        let mut v = Vec::new();
+        b_r.read_to_end(&mut v).await.unwrap();
+        v
+    });
+    let payload = data.clone();
+    let writer = tokio::spawn(async move {
+        src_w.write_all(&payload).await.unwrap();
+        src_w.shutdown().await.unwrap();
+    });
+    let counters = Counters::new();
+    let p = Transfer::new()
+        .counters(counters.clone())
+        .tee_async(&src_r, &a_w, &b_w, None)
+        .await
+        .unwrap();
+    writer.await.unwrap();
+    drop((a_w, b_w));
+    assert_eq!(ra.await.unwrap(), data);
+    assert_eq!(rb.await.unwrap(), data);
+    assert_eq!(p.zero_copy, data.len() as u64);
+    assert_eq!(counters.fallbacks(), 0);
+}
