@@ -1,0 +1,10 @@
+//! The store section of `cargo xtask bench` (being built: no rows yet).
+
+fn main() {
+    let section = kuai_benches::Section::from_args("store");
+    println!(
+        "section {} has no experiments yet (quick: {})",
+        section.name(),
+        section.quick()
+    );
+}
