@@ -201,8 +201,8 @@ impl<K: Ord, V> SkipList<K, V> {
                     // `pred` is being removed: start again.
                     continue 'retry;
                 }
-                // SAFETY (loop body): `curr` was loaded under `guard` from a
-                // node linked at this level, so it is not yet freed.
+                // SAFETY: `curr` was loaded under `guard` from a node linked
+                // at this level, so it is not yet freed (module docs).
                 while let Some(node) = unsafe { curr.as_ref() } {
                     let succ = node.tower[level].load(SC);
                     if is_marked(succ) {
@@ -486,12 +486,15 @@ impl<K: Ord + std::fmt::Debug, V: std::fmt::Debug> std::fmt::Debug for SkipList<
     }
 }
 
+/// Borrows entries for `'g`; mentions the bound type `Q` without owning one.
+type RangeMarker<'g, K, V, Q> = PhantomData<(&'g (K, V), fn(&Q))>;
+
 /// Iterator over a key range of a [`SkipList`], from
 /// [`SkipList::range`] or [`SkipList::iter`].
 pub struct Range<'g, K, V, Q: ?Sized, R> {
     node: *mut Node<K, V>,
     range: R,
-    _marker: PhantomData<(&'g (K, V), fn(&Q))>,
+    _marker: RangeMarker<'g, K, V, Q>,
 }
 
 impl<'g, K, V, Q, R> Iterator for Range<'g, K, V, Q, R>

@@ -109,7 +109,7 @@ impl<T> Treiber<T> {
     }
 
     /// The first node, for iteration under `guard`.
-    fn first<'g>(&self, _guard: &'g Guard) -> *mut Node<T> {
+    fn first(&self, _guard: &Guard) -> *mut Node<T> {
         self.head.load(Ordering::Acquire)
     }
 
