@@ -30,10 +30,20 @@ pub(crate) unsafe fn retire<T>(guard: &Guard, ptr: *mut T) {
     // with no reader left. The closure is not `Send`, which is sound because
     // it only frees memory the caller exclusively gave away; `T: Send` is
     // required by the structures' `Send`/`Sync` impls for cross-thread drops.
-    unsafe {
-        let addr = ptr as usize;
-        guard.defer_unchecked(move || drop(Box::from_raw(addr as *mut T)));
-    }
+    unsafe { guard.defer_unchecked(move || drop(Box::from_raw(ptr))) }
+}
+
+/// Like [`retire`], for memory that `free` (rather than `Box`) releases.
+///
+/// # Safety
+///
+/// As for [`retire`]; `free(ptr)` must be sound to call once no reader is
+/// left.
+#[cfg(not(kuai_loom))]
+#[inline]
+pub(crate) unsafe fn retire_with<T>(guard: &Guard, ptr: *mut T, free: unsafe fn(*mut T)) {
+    // SAFETY: as in `retire`; the caller vouches for `free`.
+    unsafe { guard.defer_unchecked(move || free(ptr)) }
 }
 
 /// A pinned epoch (loom stand-in: pins nothing).
@@ -58,4 +68,15 @@ pub fn pin() -> Guard {
 #[inline]
 pub(crate) unsafe fn retire<T>(_guard: &Guard, ptr: *mut T) {
     let _ = ptr;
+}
+
+/// Loom stand-in for [`retire_with`]: leaks `ptr`.
+///
+/// # Safety
+///
+/// Same contract as the crossbeam-epoch version.
+#[cfg(kuai_loom)]
+#[inline]
+pub(crate) unsafe fn retire_with<T>(_guard: &Guard, ptr: *mut T, free: unsafe fn(*mut T)) {
+    let _ = (ptr, free);
 }

@@ -34,6 +34,8 @@ use core::cmp::Ordering as CmpOrdering;
 use core::marker::PhantomData;
 use core::ops::{Bound, RangeBounds};
 use core::ptr;
+use core::{alloc::Layout, mem};
+use std::alloc;
 
 use crate::counter::ShardedCounter;
 use crate::epoch::{self, Guard};
@@ -48,16 +50,98 @@ const MAX_HEIGHT: usize = 3;
 
 const SC: Ordering = Ordering::SeqCst;
 
-type Tower<K, V> = [AtomicPtr<Node<K, V>>; MAX_HEIGHT];
+type Link<K, V> = AtomicPtr<Node<K, V>>;
 
-#[repr(align(8))]
+/// A node: a header followed, in the same allocation, by a tower of
+/// exactly `height` links (so a typical node of 8-byte keys and values is
+/// 40 bytes, not 40 + 8 × `MAX_HEIGHT`).
+#[repr(C)]
 struct Node<K, V> {
-    key: K,
-    value: V,
-    height: usize,
     /// Levels linked + 1 while the inserter runs; zero means retire.
     refs: AtomicUsize,
-    tower: Tower<K, V>,
+    height: usize,
+    key: K,
+    value: V,
+    /// Marks where the tower starts; its real length is `height`.
+    tower: [Link<K, V>; 0],
+}
+
+impl<K, V> Node<K, V> {
+    fn layout(height: usize) -> Layout {
+        let header = Layout::new::<Self>();
+        let size = mem::offset_of!(Self, tower) + height * mem::size_of::<Link<K, V>>();
+        Layout::from_size_align(size.max(header.size()), header.align())
+            .expect("a tower of at most MAX_HEIGHT links always fits")
+            .pad_to_align()
+    }
+
+    /// Allocates a node with `refs` references and a tower of null links.
+    fn alloc(key: K, value: V, height: usize, refs: usize) -> *mut Self {
+        let layout = Self::layout(height);
+        // SAFETY: the layout has non-zero size (the header holds two usizes).
+        let node = unsafe { alloc::alloc(layout) }.cast::<Self>();
+        if node.is_null() {
+            alloc::handle_alloc_error(layout);
+        }
+        // SAFETY: `node` is a fresh allocation sized and aligned for the
+        // header plus `height` links; each field is written once, through
+        // raw pointers, before anything reads it.
+        unsafe {
+            ptr::addr_of_mut!((*node).refs).write(AtomicUsize::new(refs));
+            ptr::addr_of_mut!((*node).height).write(height);
+            ptr::addr_of_mut!((*node).key).write(key);
+            ptr::addr_of_mut!((*node).value).write(value);
+            let tower = Self::tower(node).cast_mut();
+            for level in 0..height {
+                tower.add(level).write(AtomicPtr::new(ptr::null_mut()));
+            }
+        }
+        node
+    }
+
+    /// The first link of `node`'s tower.
+    ///
+    /// # Safety
+    ///
+    /// `node` points to a live node allocated by [`Node::alloc`].
+    #[inline(always)]
+    unsafe fn tower(node: *const Self) -> *const Link<K, V> {
+        // SAFETY: the tower starts at this offset inside the allocation;
+        // the pointer keeps the provenance of the whole allocation.
+        unsafe { node.byte_add(mem::offset_of!(Self, tower)).cast() }
+    }
+
+    /// The link of `node` at `level`.
+    ///
+    /// # Safety
+    ///
+    /// `node` is live and `level < height`.
+    #[inline(always)]
+    unsafe fn link<'a>(node: *const Self, level: usize) -> &'a Link<K, V> {
+        // SAFETY: the caller keeps `level` inside the tower.
+        unsafe { &*Self::tower(node).add(level) }
+    }
+
+    /// Drops the key, value and links and frees the allocation.
+    ///
+    /// # Safety
+    ///
+    /// `node` came from [`Node::alloc`], is reachable by no thread, and is
+    /// freed exactly once.
+    unsafe fn dealloc(node: *mut Self) {
+        // SAFETY: the caller owns `node` exclusively; fields are dropped
+        // once and the allocation is freed with the layout it was made with.
+        unsafe {
+            let height = (*node).height;
+            let tower = Self::tower(node).cast_mut();
+            for level in 0..height {
+                ptr::drop_in_place(tower.add(level));
+            }
+            ptr::drop_in_place(ptr::addr_of_mut!((*node).key));
+            ptr::drop_in_place(ptr::addr_of_mut!((*node).value));
+            alloc::dealloc(node.cast(), Self::layout(height));
+        }
+    }
 }
 
 #[inline(always)]
@@ -75,7 +159,7 @@ fn marked<T>(p: *mut T) -> *mut T {
     p.map_addr(|a| a | 1)
 }
 
-fn new_tower<K, V>() -> Tower<K, V> {
+fn new_head<K, V>() -> [Link<K, V>; MAX_HEIGHT] {
     core::array::from_fn(|_| AtomicPtr::new(ptr::null_mut()))
 }
 
@@ -88,7 +172,8 @@ fn random_height() -> usize {
 /// Where a key sits on every level: the last node before it and the first
 /// node at or after it.
 struct Position<K, V> {
-    preds: [*const Tower<K, V>; MAX_HEIGHT],
+    /// Tower bases (the head's or a node's); `preds[l].add(l)` is the link.
+    preds: [*const Link<K, V>; MAX_HEIGHT],
     succs: [*mut Node<K, V>; MAX_HEIGHT],
 }
 
@@ -118,7 +203,7 @@ struct Position<K, V> {
 /// assert_eq!(window, [(5, 50), (6, 60), (8, 80), (9, 90)]);
 /// ```
 pub struct SkipList<K, V> {
-    head: Tower<K, V>,
+    head: [Link<K, V>; MAX_HEIGHT],
     /// Tallest tower ever inserted: searches start there.
     top: AtomicUsize,
     len: ShardedCounter,
@@ -136,7 +221,7 @@ impl<K, V> SkipList<K, V> {
     /// An empty map.
     pub fn new() -> Self {
         SkipList {
-            head: new_tower(),
+            head: new_head(),
             top: AtomicUsize::new(1),
             len: ShardedCounter::with_shards(8),
             _owns: PhantomData,
@@ -151,16 +236,7 @@ impl<K, V> SkipList<K, V> {
     /// Whether the map has no entries right now.
     pub fn is_empty(&self) -> bool {
         let _guard = epoch::pin();
-        let mut curr = unmarked(self.head[0].load(SC));
-        // SAFETY: nodes reached under `_guard` stay allocated (module docs).
-        while let Some(node) = unsafe { curr.as_ref() } {
-            let next = node.tower[0].load(SC);
-            if !is_marked(next) {
-                return false;
-            }
-            curr = unmarked(next);
-        }
-        true
+        skip_marked(unmarked(self.head[0].load(SC))).is_null()
     }
 
     /// Drops a reference to `node`; the last one retires it.
@@ -175,7 +251,7 @@ impl<K, V> SkipList<K, V> {
             // SAFETY: zero references: linked on no level and its inserter
             // is done, so no thread that pins from now on can reach it, and
             // only this thread saw the count reach zero.
-            unsafe { epoch::retire(guard, node) };
+            unsafe { epoch::retire_with(guard, node, Node::dealloc) };
         }
     }
 }
@@ -193,24 +269,27 @@ impl<K: Ord, V> SkipList<K, V> {
             succs: [ptr::null_mut(); MAX_HEIGHT],
         };
         'retry: loop {
-            let mut pred: *const Tower<K, V> = &self.head;
+            let mut pred: *const Link<K, V> = self.head.as_ptr();
             for level in (0..top).rev() {
-                // SAFETY: `pred` is the head or a node reached under `guard`.
-                let mut curr = unsafe { (*pred)[level].load(SC) };
+                // SAFETY: `pred` is the tower of the head or of a node
+                // reached under `guard` at a level >= `level`, so the link
+                // exists and the node is live (module docs).
+                let mut curr = unsafe { &*pred.add(level) }.load(SC);
                 if is_marked(curr) {
                     // `pred` is being removed: start again.
                     continue 'retry;
                 }
-                // SAFETY: `curr` was loaded under `guard` from a node linked
-                // at this level, so it is not yet freed (module docs).
-                while let Some(node) = unsafe { curr.as_ref() } {
-                    let succ = node.tower[level].load(SC);
+                while !curr.is_null() {
+                    // SAFETY: `curr` was loaded under `guard` from a link at
+                    // this level, so it is live and taller than `level`.
+                    let succ = unsafe { Node::link(curr, level) }.load(SC);
                     if is_marked(succ) {
-                        // SAFETY: `pred` is valid as above.
-                        let unlinked = unsafe {
-                            (*pred)[level].compare_exchange(curr, unmarked(succ), SC, SC)
-                        };
-                        if unlinked.is_err() {
+                        // SAFETY: as for `pred` above.
+                        let pred_link = unsafe { &*pred.add(level) };
+                        if pred_link
+                            .compare_exchange(curr, unmarked(succ), SC, SC)
+                            .is_err()
+                        {
                             continue 'retry;
                         }
                         // SAFETY: our CAS removed one of the node's links,
@@ -219,8 +298,10 @@ impl<K: Ord, V> SkipList<K, V> {
                         curr = unmarked(succ);
                         continue;
                     }
-                    if node.key.borrow() < key {
-                        pred = &node.tower;
+                    // SAFETY: live, as above.
+                    if unsafe { (*curr).key.borrow() } < key {
+                        // SAFETY: live, as above.
+                        pred = unsafe { Node::tower(curr) };
                         curr = succ;
                     } else {
                         break;
@@ -247,19 +328,18 @@ impl<K: Ord, V> SkipList<K, V> {
             Bound::Excluded(b) => k.borrow() <= b,
             Bound::Unbounded => false,
         };
-        let mut pred: *const Tower<K, V> = &self.head;
+        let mut pred: *const Link<K, V> = self.head.as_ptr();
         let mut curr = ptr::null_mut();
         for level in (0..self.top.load(Ordering::Relaxed)).rev() {
-            // SAFETY: head or a node reached under `_guard`.
-            curr = unmarked(unsafe { (*pred)[level].load(SC) });
-            // SAFETY: reached under `_guard` (module docs).
-            while let Some(node) = unsafe { curr.as_ref() } {
-                if before(&node.key) {
-                    pred = &node.tower;
-                    curr = unmarked(node.tower[level].load(SC));
-                } else {
-                    break;
-                }
+            // SAFETY: head or a node reached under `_guard` at a level >=
+            // `level` (module docs).
+            curr = unmarked(unsafe { &*pred.add(level) }.load(SC));
+            // SAFETY: `curr` is live (reached under `_guard`).
+            while !curr.is_null() && before(unsafe { &(*curr).key }) {
+                // SAFETY: live and taller than `level`.
+                pred = unsafe { Node::tower(curr) };
+                // SAFETY: as above.
+                curr = unmarked(unsafe { Node::link(curr, level) }.load(SC));
             }
         }
         skip_marked(curr)
@@ -277,7 +357,11 @@ impl<K: Ord, V> SkipList<K, V> {
             match n.key.borrow().cmp(key) {
                 CmpOrdering::Equal => return Some(&n.value),
                 CmpOrdering::Greater => return None,
-                CmpOrdering::Less => node = skip_marked(unmarked(n.tower[0].load(SC))),
+                CmpOrdering::Less => {
+                    // SAFETY: `node` is live (reached under `guard`).
+                    let next = unsafe { Node::link(node, 0) }.load(SC);
+                    node = skip_marked(unmarked(next));
+                }
             }
         }
         None
@@ -335,26 +419,23 @@ impl<K: Ord + Send + 'static, V: Send + 'static> SkipList<K, V> {
         let guard = epoch::pin();
         let height = random_height();
         let top = self.top.fetch_max(height, Ordering::Relaxed).max(height);
-        let node = Box::into_raw(Box::new(Node {
-            key,
-            value,
-            height,
-            refs: AtomicUsize::new(2),
-            tower: new_tower(),
-        }));
+        // References: the inserter's own and the level-0 link to come.
+        let node = Node::alloc(key, value, height, 2);
         // SAFETY: `node` is ours until the level-0 CAS publishes it, and is
         // kept allocated afterwards by the inserter's reference.
-        let n = unsafe { &*node };
+        let key = unsafe { &(*node).key };
+        // SAFETY: `level < height` for every use below.
+        let link = |level| unsafe { Node::link(node, level) };
         let mut pos = loop {
-            let (found, pos) = self.find(&n.key, top, &guard);
+            let (found, pos) = self.find(key, top, &guard);
             if found {
                 // SAFETY: never published: we are its only owner.
-                drop(unsafe { Box::from_raw(node) });
+                unsafe { Node::dealloc(node) };
                 return false;
             }
-            n.tower[0].store(pos.succs[0], Ordering::Relaxed);
-            // SAFETY: `preds[0]` is the head or a node valid under `guard`.
-            let linked = unsafe { (*pos.preds[0])[0].compare_exchange(pos.succs[0], node, SC, SC) };
+            link(0).store(pos.succs[0], Ordering::Relaxed);
+            // SAFETY: `preds[0]` is the head's or a live node's tower.
+            let linked = unsafe { &*pos.preds[0] }.compare_exchange(pos.succs[0], node, SC, SC);
             if linked.is_ok() {
                 break pos;
             }
@@ -363,30 +444,33 @@ impl<K: Ord + Send + 'static, V: Send + 'static> SkipList<K, V> {
 
         'levels: for level in 1..height {
             loop {
-                let next = n.tower[level].load(SC);
+                let next = link(level).load(SC);
                 if is_marked(next) {
                     break 'levels;
                 }
                 if next != pos.succs[level]
-                    && n.tower[level]
+                    && link(level)
                         .compare_exchange(next, pos.succs[level], SC, SC)
                         .is_err()
                 {
                     continue;
                 }
-                n.refs.fetch_add(1, Ordering::AcqRel);
-                // SAFETY: `preds[level]` is the head or a node valid under
-                // `guard`.
-                let linked = unsafe {
-                    (*pos.preds[level])[level].compare_exchange(pos.succs[level], node, SC, SC)
-                };
-                if linked.is_ok() {
+                // SAFETY: the inserter's reference keeps `node` live.
+                let refs = unsafe { &(*node).refs };
+                refs.fetch_add(1, Ordering::AcqRel);
+                // SAFETY: `preds[level]` is the head's or a live node's
+                // tower, at least `level + 1` links tall.
+                let pred_link = unsafe { &*pos.preds[level].add(level) };
+                if pred_link
+                    .compare_exchange(pos.succs[level], node, SC, SC)
+                    .is_ok()
+                {
                     break;
                 }
                 // Not linked: give back the level's reference (the
                 // inserter's own keeps the count above zero).
-                n.refs.fetch_sub(1, Ordering::AcqRel);
-                let (found, fresh) = self.find(&n.key, top, &guard);
+                refs.fetch_sub(1, Ordering::AcqRel);
+                let (found, fresh) = self.find(key, top, &guard);
                 if !found || fresh.succs[0] != node {
                     break 'levels;
                 }
@@ -394,9 +478,9 @@ impl<K: Ord + Send + 'static, V: Send + 'static> SkipList<K, V> {
             }
         }
 
-        if is_marked(n.tower[0].load(SC)) {
+        if is_marked(link(0).load(SC)) {
             // Removed while we were linking: make sure no level keeps it.
-            self.find(&n.key, top, &guard);
+            self.find(key, top, &guard);
         }
         // SAFETY: this is the inserter's reference; we hold `guard`.
         unsafe { self.release(node, &guard) };
@@ -416,40 +500,43 @@ impl<K: Ord + Send + 'static, V: Send + 'static> SkipList<K, V> {
         if !found {
             return false;
         }
-        // SAFETY: found under `guard`.
-        let n = unsafe { &*pos.succs[0] };
-        for level in (1..n.height).rev() {
-            let mut next = n.tower[level].load(SC);
+        let node = pos.succs[0];
+        // SAFETY: found under `guard`, so live.
+        let height = unsafe { (*node).height };
+        // SAFETY: `level < height`.
+        let link = |level| unsafe { Node::link(node, level) };
+        for level in (1..height).rev() {
+            let mut next = link(level).load(SC);
             while !is_marked(next) {
-                match n.tower[level].compare_exchange(next, marked(next), SC, SC) {
+                match link(level).compare_exchange(next, marked(next), SC, SC) {
                     Ok(_) => break,
                     Err(actual) => next = actual,
                 }
             }
         }
-        let mut next = n.tower[0].load(SC);
+        let mut next = link(0).load(SC);
         loop {
             if is_marked(next) {
                 // Another thread removed it first.
                 return false;
             }
-            match n.tower[0].compare_exchange(next, marked(next), SC, SC) {
+            match link(0).compare_exchange(next, marked(next), SC, SC) {
                 Ok(_) => break,
                 Err(actual) => next = actual,
             }
         }
         self.len.decr();
         // Unlink it from every level it is on.
-        self.find(key, top.max(n.height), &guard);
+        self.find(key, top.max(height), &guard);
         true
     }
 }
 
 /// Skips nodes whose level-0 link is marked (logically removed).
 fn skip_marked<K, V>(mut node: *mut Node<K, V>) -> *mut Node<K, V> {
-    // SAFETY: callers only pass nodes reached under a live guard.
-    while let Some(n) = unsafe { node.as_ref() } {
-        let next = n.tower[0].load(SC);
+    while !node.is_null() {
+        // SAFETY: callers only pass nodes reached under a live guard.
+        let next = unsafe { Node::link(node, 0) }.load(SC);
         if !is_marked(next) {
             return node;
         }
@@ -472,9 +559,13 @@ impl<K, V> Drop for SkipList<K, V> {
         // remaining node exactly once.
         let mut node = unmarked(self.head[0].load(Ordering::Relaxed));
         while !node.is_null() {
-            // SAFETY: `&mut self`; nodes on level 0 are not retired.
-            let b = unsafe { Box::from_raw(node) };
-            node = unmarked(b.tower[0].load(Ordering::Relaxed));
+            // SAFETY: `&mut self`; nodes on level 0 are live, not retired,
+            // and each is visited once.
+            unsafe {
+                let next = unmarked(Node::link(node, 0).load(Ordering::Relaxed));
+                Node::dealloc(node);
+                node = next;
+            }
         }
     }
 }
@@ -506,8 +597,9 @@ where
     type Item = (&'g K, &'g V);
 
     fn next(&mut self) -> Option<Self::Item> {
+        let node = self.node;
         // SAFETY: nodes reached under the guard borrowed for `'g`.
-        let n = unsafe { self.node.as_ref()? };
+        let n = unsafe { node.as_ref()? };
         let within = match self.range.end_bound() {
             Bound::Included(e) => n.key.borrow() <= e,
             Bound::Excluded(e) => n.key.borrow() < e,
@@ -517,7 +609,8 @@ where
             self.node = ptr::null_mut();
             return None;
         }
-        self.node = skip_marked(unmarked(n.tower[0].load(SC)));
+        // SAFETY: `node` is live (above).
+        self.node = skip_marked(unmarked(unsafe { Node::link(node, 0) }.load(SC)));
         Some((&n.key, &n.value))
     }
 }
