@@ -60,8 +60,16 @@ fn timed_pushes<S: Sync>(
             .into_iter()
             .map(|h| h.join().expect("pusher panicked"))
             .collect();
-        let start = spans.iter().map(|s| s.0).min().expect("at least one thread");
-        let end = spans.iter().map(|s| s.1).max().expect("at least one thread");
+        let start = spans
+            .iter()
+            .map(|s| s.0)
+            .min()
+            .expect("at least one thread");
+        let end = spans
+            .iter()
+            .map(|s| s.1)
+            .max()
+            .expect("at least one thread");
         end - start
     });
     drop(black_box(target));
@@ -88,7 +96,11 @@ fn push_front(s: &mut Section) {
         let mut row = Row::new(
             format!(
                 "push_front {}, {threads} thread{}",
-                if n == 1_000_000 { "1M".to_string() } else { n.to_string() },
+                if n == 1_000_000 {
+                    "1M".to_string()
+                } else {
+                    n.to_string()
+                },
                 if threads == 1 { "" } else { "s" }
             ),
             "ms",
@@ -259,21 +271,26 @@ fn queues(s: &mut Section) {
             })
         }),
         ("crossbeam ArrayQueue", || {
-            Box::new(|pairs, n| {
-                throughput(&crossbeam_queue::ArrayQueue::new(CAPACITY), pairs, n)
-            })
+            Box::new(|pairs, n| throughput(&crossbeam_queue::ArrayQueue::new(CAPACITY), pairs, n))
         }),
         ("crossbeam SegQueue", || {
             Box::new(|pairs, n| throughput(&crossbeam_queue::SegQueue::new(), pairs, n))
         }),
         ("concurrent-queue bounded", || {
             Box::new(|pairs, n| {
-                throughput(&concurrent_queue::ConcurrentQueue::bounded(CAPACITY), pairs, n)
+                throughput(
+                    &concurrent_queue::ConcurrentQueue::bounded(CAPACITY),
+                    pairs,
+                    n,
+                )
             })
         }),
     ];
     for pairs in [1usize, 2] {
-        let runners: Vec<_> = candidates.iter().map(|(name, make)| (*name, make())).collect();
+        let runners: Vec<_> = candidates
+            .iter()
+            .map(|(name, make)| (*name, make()))
+            .collect();
         let mut samples: Vec<Vec<f64>> = vec![Vec::new(); runners.len()];
         // warm up, then interleave the implementations run by run
         for (_, run) in &runners {
@@ -325,7 +342,10 @@ fn queues(s: &mut Section) {
                 "M items/s",
                 Better::Higher,
             )
-            .peer("best of crossbeam ArrayQueue / concurrent-queue", best_bounded)
+            .peer(
+                "best of crossbeam ArrayQueue / concurrent-queue",
+                best_bounded,
+            )
             .kuai(get("kuai ArrayQueue"))
             .param("pairs", pairs)
             .param("n", n)
@@ -424,14 +444,27 @@ fn mix<M: BenchMap>(map: &M, threads: usize, ops: u64, keys: u64, read_pct: u64)
 fn ordered(s: &mut Section) {
     let ops: u64 = s.pick(50_000, 250_000);
     let runs = s.pick(3, 5);
-    let keys = 100_000u64;
     let threads = 2;
-    for read_pct in [90u64, 50] {
+    // An index that fits in cache (10k keys) with a read-heavy and a
+    // write-heavy mix, and a larger one (100k keys) read-heavy.
+    for (keys, read_pct) in [(10_000u64, 90u64), (10_000, 50), (100_000, 90)] {
         let mut samples: [Vec<f64>; 4] = Default::default();
         for _ in 0..runs {
             samples[0].push(mix(&SkipList::new(), threads, ops, keys, read_pct));
-            samples[1].push(mix(&Mutex::new(BTreeMap::new()), threads, ops, keys, read_pct));
-            samples[2].push(mix(&RwLock::new(BTreeMap::new()), threads, ops, keys, read_pct));
+            samples[1].push(mix(
+                &Mutex::new(BTreeMap::new()),
+                threads,
+                ops,
+                keys,
+                read_pct,
+            ));
+            samples[2].push(mix(
+                &RwLock::new(BTreeMap::new()),
+                threads,
+                ops,
+                keys,
+                read_pct,
+            ));
             samples[3].push(mix(
                 &crossbeam_skiplist::SkipMap::new(),
                 threads,
@@ -442,12 +475,19 @@ fn ordered(s: &mut Section) {
         }
         let [kuai, mutex, rwlock, cb] = samples.map(median);
         for (peer, value, note) in [
-            ("Mutex<BTreeMap>", mutex, Some("target >= 2x under contention")),
+            (
+                "Mutex<BTreeMap>",
+                mutex,
+                Some("target >= 2x under contention"),
+            ),
             ("RwLock<BTreeMap>", rwlock, None),
             ("crossbeam-skiplist SkipMap", cb, None),
         ] {
             let mut row = Row::new(
-                format!("ordered map {read_pct}% get / {}% insert, {threads} threads", 100 - read_pct),
+                format!(
+                    "ordered map {keys} keys, {read_pct}% get / {}% insert, {threads} threads",
+                    100 - read_pct
+                ),
                 "M ops/s",
                 Better::Higher,
             )

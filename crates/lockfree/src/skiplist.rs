@@ -418,7 +418,18 @@ impl<K: Ord + Send + 'static, V: Send + 'static> SkipList<K, V> {
     pub fn insert(&self, key: K, value: V) -> bool {
         let guard = epoch::pin();
         let height = random_height();
-        let top = self.top.fetch_max(height, Ordering::Relaxed).max(height);
+        // Only write the shared hint when it grows: an RMW on every insert
+        // would bounce its cache line (next to the head) between cores.
+        let mut top = self.top.load(Ordering::Relaxed);
+        if height > top {
+            top = self.top.fetch_max(height, Ordering::Relaxed).max(height);
+        }
+        // Search before allocating: inserting a present key costs no
+        // allocation.
+        let (found, mut pos) = self.find(&key, top, &guard);
+        if found {
+            return false;
+        }
         // References: the inserter's own and the level-0 link to come.
         let node = Node::alloc(key, value, height, 2);
         // SAFETY: `node` is ours until the level-0 CAS publishes it, and is
@@ -426,20 +437,21 @@ impl<K: Ord + Send + 'static, V: Send + 'static> SkipList<K, V> {
         let key = unsafe { &(*node).key };
         // SAFETY: `level < height` for every use below.
         let link = |level| unsafe { Node::link(node, level) };
-        let mut pos = loop {
-            let (found, pos) = self.find(key, top, &guard);
+        loop {
+            link(0).store(pos.succs[0], Ordering::Relaxed);
+            // SAFETY: `preds[0]` is the head's or a live node's tower.
+            let linked = unsafe { &*pos.preds[0] }.compare_exchange(pos.succs[0], node, SC, SC);
+            if linked.is_ok() {
+                break;
+            }
+            let (found, fresh) = self.find(key, top, &guard);
             if found {
                 // SAFETY: never published: we are its only owner.
                 unsafe { Node::dealloc(node) };
                 return false;
             }
-            link(0).store(pos.succs[0], Ordering::Relaxed);
-            // SAFETY: `preds[0]` is the head's or a live node's tower.
-            let linked = unsafe { &*pos.preds[0] }.compare_exchange(pos.succs[0], node, SC, SC);
-            if linked.is_ok() {
-                break pos;
-            }
-        };
+            pos = fresh;
+        }
         self.len.incr();
 
         'levels: for level in 1..height {
