@@ -24,12 +24,39 @@ use core::ptr;
 use crossbeam_utils::CachePadded;
 
 use crate::epoch::{self, Guard};
-use crate::sync::{AtomicPtr, Ordering};
+use crate::sync::{AtomicPtr, Ordering, UnsafeCell};
 
+/// A node. Both fields live in (loom-trackable) cells so that loom checks
+/// that their writes are published before other threads read them.
 struct Node<T> {
-    value: T,
+    value: UnsafeCell<T>,
     /// Written only before the node is published, immutable afterwards.
-    next: *mut Node<T>,
+    next: UnsafeCell<*mut Node<T>>,
+}
+
+impl<T> Node<T> {
+    /// The successor.
+    ///
+    /// # Safety
+    ///
+    /// `node` is live and published (or still private to the caller).
+    #[inline(always)]
+    unsafe fn next(node: *const Self) -> *mut Self {
+        // SAFETY: per the caller; `next` is immutable once published.
+        unsafe { (*node).next.with(|p| *p) }
+    }
+
+    /// The value, borrowed for `'a`.
+    ///
+    /// # Safety
+    ///
+    /// `node` is live for `'a` and its value is not moved out or dropped
+    /// meanwhile.
+    #[inline(always)]
+    unsafe fn value<'a>(node: *const Self) -> &'a T {
+        // SAFETY: per the caller.
+        unsafe { (*node).value.with(|v| &*v) }
+    }
 }
 
 /// The shared core: a head pointer and the push/pop protocol.
@@ -50,15 +77,15 @@ impl<T> Treiber<T> {
     #[inline]
     fn push(&self, value: T) {
         let node = Box::into_raw(Box::new(Node {
-            value,
-            next: ptr::null_mut(),
+            value: UnsafeCell::new(value),
+            next: UnsafeCell::new(ptr::null_mut()),
         }));
         let mut head = self.head.load(Ordering::Acquire);
         loop {
             // SAFETY: `node` is ours alone until the CAS below publishes it,
             // so writing its `next` field races with nobody. `head` is never
             // dereferenced here.
-            unsafe { (*node).next = head };
+            unsafe { (*node).next.with_mut(|p| *p = head) };
             match self
                 .head
                 .compare_exchange_weak(head, node, Ordering::Release, Ordering::Acquire)
@@ -71,9 +98,9 @@ impl<T> Treiber<T> {
 
     /// Unlinks the head node, lets `take` read (or move out) its value, and
     /// retires it. `take` runs once, only on the thread whose CAS unlinked the
-    /// node, with a pointer valid for reads and writes.
+    /// node, with the node's live value cell.
     #[inline]
-    fn pop_with<R>(&self, take: impl FnOnce(*mut T) -> R) -> Option<R> {
+    fn pop_with<R>(&self, take: impl FnOnce(&UnsafeCell<T>) -> R) -> Option<R> {
         let guard = epoch::pin();
         let mut head = self.head.load(Ordering::Acquire);
         loop {
@@ -84,7 +111,7 @@ impl<T> Treiber<T> {
             // is retired only after it is unlinked, and a node we could load
             // was linked after our pin began, so it is not freed before
             // `guard` drops. `next` is immutable once published.
-            let next = unsafe { (*head).next };
+            let next = unsafe { Node::next(head) };
             match self
                 .head
                 .compare_exchange_weak(head, next, Ordering::AcqRel, Ordering::Acquire)
@@ -94,7 +121,7 @@ impl<T> Treiber<T> {
                     // thread that will ever take its value or retire it;
                     // the memory is valid for the reason given above.
                     unsafe {
-                        let out = take(ptr::addr_of_mut!((*head).value));
+                        let out = take(&(*head).value);
                         epoch::retire(&guard, head);
                         return Some(out);
                     }
@@ -128,9 +155,11 @@ unsafe fn free_chain<T>(mut node: *mut Node<T>, mut each: impl FnMut(&mut T)) {
     while !node.is_null() {
         // SAFETY: the caller owns the chain exclusively; every node came
         // from `Box::into_raw` and is freed exactly once here.
-        let mut b = unsafe { Box::from_raw(node) };
-        each(&mut b.value);
-        node = b.next;
+        let b = unsafe { Box::from_raw(node) };
+        // SAFETY: exclusive, as above.
+        b.value.with_mut(|v| each(unsafe { &mut *v }));
+        // SAFETY: exclusive, as above.
+        node = b.next.with(|p| unsafe { *p });
     }
 }
 
@@ -142,7 +171,7 @@ fn count<T>(core: &Treiber<T>) -> usize {
     while !node.is_null() {
         n += 1;
         // SAFETY: loaded under `guard` from a linked node (see `pop_with`).
-        node = unsafe { (*node).next };
+        node = unsafe { Node::next(node) };
     }
     n
 }
@@ -211,7 +240,8 @@ impl<T> List<T> {
     {
         // SAFETY: the node's value is alive (values of a `List` are dropped
         // only when the node is reclaimed); other readers only share it.
-        self.core.pop_with(|v| unsafe { (*v).clone() })
+        self.core
+            .pop_with(|cell| cell.with(|v| unsafe { (*v).clone() }))
     }
 
     /// The front value, borrowed for as long as `guard` lives.
@@ -219,7 +249,7 @@ impl<T> List<T> {
         let node = self.core.first(guard);
         // SAFETY: `node` was loaded under `guard`; it stays allocated (and
         // its value undropped) until `guard` is gone.
-        unsafe { node.as_ref().map(|n| &n.value) }
+        unsafe { (!node.is_null()).then(|| Node::value(node)) }
     }
 
     /// Iterates front to back over the nodes linked when each step is taken.
@@ -294,9 +324,15 @@ impl<'g, T> Iterator for Iter<'g, T> {
         // was linked after the pin began (a popped node's `next` still points
         // at a node that was linked when it was popped), so it is not
         // reclaimed, and its value not dropped, before the guard goes.
-        let node = unsafe { self.node.as_ref()? };
-        self.node = node.next;
-        Some(&node.value)
+        let node = self.node;
+        if node.is_null() {
+            return None;
+        }
+        // SAFETY: as above.
+        unsafe {
+            self.node = Node::next(node);
+            Some(Node::value(node))
+        }
     }
 }
 
@@ -348,11 +384,13 @@ impl<T> Stack<T> {
     /// Pops the top value.
     #[inline]
     pub fn pop(&self) -> Option<T> {
-        self.core.pop_with(|v| {
-            // SAFETY: only the thread whose CAS unlinked the node runs this,
-            // once; the node is then freed without dropping the value
-            // (`ManuallyDrop`), so the value is moved out exactly once.
-            unsafe { ManuallyDrop::take(&mut *v) }
+        self.core.pop_with(|cell| {
+            cell.with_mut(|v| {
+                // SAFETY: only the thread whose CAS unlinked the node runs
+                // this, once; the node is then freed without dropping the
+                // value (`ManuallyDrop`), so the value is moved out once.
+                unsafe { ManuallyDrop::take(&mut *v) }
+            })
         })
     }
 
