@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | [`List`] | the seed's singly linked list: `push_front`, `pop_front`, iteration under a [`Guard`] | a shared list many threads prepend to while others read |
 //! | [`Stack`] | Treiber stack | free lists, LIFO work piles |
-//! | [`Queue`] | Michael–Scott unbounded MPMC queue | unbounded hand-off between threads |
+//! | [`Queue`] | unbounded MPMC queue: a Michael–Scott list of array segments claimed by fetch-and-add | unbounded hand-off between threads |
 //! | [`ArrayQueue`] | bounded MPMC ring (Vyukov sequence numbers), implements [`kuai_core::TryQueue`] | bounded buffers with back-pressure |
 //! | [`SkipList`] | ordered map (Harris–Michael marked pointers on every level) | ordered indexes: get, insert, remove, range scans |
 //! | [`ShardedCounter`] | cache-padded per-thread shards | statistics with no contended cache line |
@@ -60,7 +60,7 @@ mod array_queue;
 mod counter;
 mod epoch;
 mod error;
-mod ms_queue;
+mod segmented_queue;
 mod skiplist;
 mod sync;
 mod treiber;
@@ -69,7 +69,7 @@ pub use array_queue::ArrayQueue;
 pub use counter::ShardedCounter;
 pub use epoch::{Guard, pin};
 pub use error::LockfreeError;
-pub use ms_queue::Queue;
+pub use segmented_queue::Queue;
 pub use skiplist::{Range, SkipList};
 pub use treiber::{Iter, List, Stack};
 

@@ -140,6 +140,53 @@ fn queue_two_producers() {
 }
 
 #[test]
+fn queue_segment_crossing() {
+    // Under loom a segment has 2 slots: the third push links a new one
+    // while the consumer may be draining and retiring the first.
+    model(|| {
+        let q = Arc::new(Queue::new());
+        let producer = {
+            let q = Arc::clone(&q);
+            thread::spawn(move || (1..=3).for_each(|v| q.push(v)))
+        };
+        let consumer = {
+            let q = Arc::clone(&q);
+            thread::spawn(move || [q.pop(), q.pop()])
+        };
+        producer.join().unwrap();
+        let mut all: Vec<i32> = consumer.join().unwrap().into_iter().flatten().collect();
+        while let Some(v) = q.pop() {
+            all.push(v);
+        }
+        assert_eq!(all, [1, 2, 3]);
+    });
+}
+
+#[test]
+fn queue_consumers_overtake_producer() {
+    // Two consumers racing one producer: a consumer may poison the slot the
+    // producer claimed, which must then retry without losing its value.
+    model(|| {
+        let q = Arc::new(Queue::new());
+        let consumers: Vec<_> = (0..2)
+            .map(|_| {
+                let q = Arc::clone(&q);
+                thread::spawn(move || q.pop())
+            })
+            .collect();
+        q.push(7);
+        let mut got: Vec<i32> = consumers
+            .into_iter()
+            .filter_map(|h| h.join().unwrap())
+            .collect();
+        while let Some(v) = q.pop() {
+            got.push(v);
+        }
+        assert_eq!(got, [7]);
+    });
+}
+
+#[test]
 fn array_queue_full_and_wrap() {
     model(|| {
         let q = Arc::new(ArrayQueue::new(1).unwrap());
