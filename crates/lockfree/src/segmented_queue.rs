@@ -287,6 +287,31 @@ impl<T> Queue<T> {
     }
 }
 
+impl<T: Send> kuai_core::TryQueue<T> for Queue<T> {
+    /// Never fails: the queue is unbounded.
+    fn try_push(&self, value: T) -> Result<(), kuai_core::PushError<T>> {
+        self.push(value);
+        Ok(())
+    }
+
+    fn try_pop(&self) -> Option<T> {
+        self.pop()
+    }
+
+    /// `None`: unbounded.
+    fn capacity(&self) -> Option<usize> {
+        None
+    }
+
+    fn len(&self) -> usize {
+        Queue::len(self)
+    }
+
+    fn is_empty(&self) -> bool {
+        Queue::is_empty(self)
+    }
+}
+
 impl<T> Default for Queue<T> {
     fn default() -> Self {
         Self::new()
@@ -352,5 +377,9 @@ mod tests {
             assert_eq!(q.pop(), Some(round));
         }
         assert!(q.is_empty());
+        let tq: &dyn kuai_core::TryQueue<usize> = &q;
+        tq.try_push(1).unwrap();
+        assert_eq!((tq.capacity(), tq.len(), tq.is_empty()), (None, 1, false));
+        assert_eq!(tq.try_pop(), Some(1));
     }
 }
