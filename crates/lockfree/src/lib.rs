@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | [`List`] | the seed's singly linked list: `push_front`, `pop_front`, iteration under a [`Guard`] | a shared list many threads prepend to while others read |
 //! | [`Stack`] | Treiber stack | free lists, LIFO work piles |
-//! | [`Queue`] | unbounded MPMC queue: a Michael–Scott list of array segments claimed by fetch-and-add | unbounded hand-off between threads |
+//! | [`Queue`] | unbounded MPMC queue: a Michael–Scott list of array segments claimed by fetch-and-add; implements [`kuai_core::TryQueue`] | unbounded hand-off between threads |
 //! | [`ArrayQueue`] | bounded MPMC ring (Vyukov sequence numbers), implements [`kuai_core::TryQueue`] | bounded buffers with back-pressure |
 //! | [`SkipList`] | ordered map (Harris–Michael marked pointers on every level) | ordered indexes: get, insert, remove, range scans |
 //! | [`ShardedCounter`] | cache-padded per-thread shards | statistics with no contended cache line |
