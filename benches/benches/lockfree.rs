@@ -23,6 +23,7 @@ use kuai_benches::{Better, Row, Section, median_pair, ms};
 fn main() {
     let mut s = Section::from_args("lockfree");
     push_front(&mut s);
+    push_front_pin_ablation(&mut s);
     queues(&mut s);
     ordered(&mut s);
 }
@@ -115,6 +116,97 @@ fn push_front(s: &mut Section) {
             row = row.seed(476.0);
         }
         s.record(row);
+    }
+}
+
+/// The design the issue warns about: a Treiber push that pins the epoch on
+/// every call (as a textbook crossbeam-epoch stack does). Only pushed to
+/// and dropped, so it needs no pop.
+struct PinnedTreiber {
+    head: crossbeam_epoch::Atomic<PinnedNode>,
+}
+
+struct PinnedNode {
+    _value: u64,
+    next: crossbeam_epoch::Atomic<PinnedNode>,
+}
+
+impl PinnedTreiber {
+    fn new() -> Self {
+        PinnedTreiber {
+            head: crossbeam_epoch::Atomic::null(),
+        }
+    }
+
+    fn push(&self, value: u64) {
+        use std::sync::atomic::Ordering::{Relaxed, Release};
+        let guard = crossbeam_epoch::pin();
+        let mut node = crossbeam_epoch::Owned::new(PinnedNode {
+            _value: value,
+            next: crossbeam_epoch::Atomic::null(),
+        });
+        loop {
+            let head = self.head.load(Relaxed, &guard);
+            node.next.store(head, Relaxed);
+            match self
+                .head
+                .compare_exchange(head, node, Release, Relaxed, &guard)
+            {
+                Ok(_) => return,
+                Err(e) => node = e.new,
+            }
+        }
+    }
+}
+
+impl Drop for PinnedTreiber {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        // SAFETY: `&mut self`: no other thread can reach the nodes, so an
+        // unprotected guard is enough and each node is freed exactly once.
+        unsafe {
+            let guard = crossbeam_epoch::unprotected();
+            let mut node = self.head.load(Relaxed, guard);
+            while !node.is_null() {
+                let owned = node.into_owned();
+                node = owned.next.load(Relaxed, guard);
+            }
+        }
+    }
+}
+
+/// The issue's key insight as an ablation: the same Treiber push with and
+/// without an epoch pin per call.
+fn push_front_pin_ablation(s: &mut Section) {
+    let n: u64 = s.pick(200_000, 1_000_000);
+    let runs = s.pick(3, 7);
+    for threads in [1usize, 2] {
+        let per_thread = n / threads as u64;
+        let (peer, kuai) = median_pair(
+            runs,
+            || timed_pushes(PinnedTreiber::new, |l, v| l.push(v), threads, per_thread),
+            || timed_pushes(List::new, |l, v| l.push_front(v), threads, per_thread),
+        );
+        s.record(
+            Row::new(
+                format!(
+                    "push_front {}, {threads} thread{}: no pin vs pin per push",
+                    if n == 1_000_000 {
+                        "1M".to_string()
+                    } else {
+                        n.to_string()
+                    },
+                    if threads == 1 { "" } else { "s" }
+                ),
+                "ms",
+                Better::Lower,
+            )
+            .peer("Treiber push pinning crossbeam-epoch per call", ms(peer))
+            .kuai(ms(kuai))
+            .param("threads", threads)
+            .param("n", n)
+            .note("ablation: kuai List::push_front never pins (see docs/lockfree.md)"),
+        );
     }
 }
 
