@@ -290,6 +290,48 @@ fn skiplist_insert_remove_race() {
 }
 
 #[test]
+fn skiplist_same_key_remove_race() {
+    model(|| {
+        let m = Arc::new(SkipList::new());
+        m.insert(1, ());
+        m.insert(2, ());
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let m = Arc::clone(&m);
+                thread::spawn(move || m.remove(&1))
+            })
+            .collect();
+        let wins = handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|won| *won)
+            .count();
+        assert_eq!(wins, 1);
+        assert!(!m.contains_key(&1));
+        assert!(m.contains_key(&2));
+        assert_eq!(m.len(), 1);
+    });
+}
+
+#[test]
+fn skiplist_reader_during_insert() {
+    model(|| {
+        let m = Arc::new(SkipList::new());
+        m.insert(1, 10);
+        let writer = {
+            let m = Arc::clone(&m);
+            thread::spawn(move || m.insert(2, 20))
+        };
+        let guard = kuai_lockfree::pin();
+        let seen: Vec<(i32, i32)> = m.iter(&guard).map(|(k, v)| (*k, *v)).collect();
+        assert!(seen == [(1, 10)] || seen == [(1, 10), (2, 20)]);
+        drop(guard);
+        assert!(writer.join().unwrap());
+        assert_eq!(m.get_cloned(&2), Some(20));
+    });
+}
+
+#[test]
 fn sharded_counter_sums() {
     model(|| {
         let c = Arc::new(ShardedCounter::with_shards(2));
