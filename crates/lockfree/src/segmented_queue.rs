@@ -136,7 +136,7 @@ impl<T> Queue<T> {
             // retired segment (a pop moves `tail` past a segment before
             // retiring it), so it is live until `_guard` drops.
             let seg = unsafe { &*tail };
-            let idx = seg.enq.fetch_add(1, Ordering::AcqRel);
+            let idx = seg.enq.fetch_add(1, Ordering::SeqCst);
             if idx < SEGMENT {
                 let slot = &seg.slots[idx];
                 // SAFETY: the fetch-and-add gave us slot `idx` alone among
@@ -183,7 +183,7 @@ impl<T> Queue<T> {
             match seg.next.compare_exchange(
                 ptr::null_mut(),
                 fresh,
-                Ordering::AcqRel,
+                Ordering::SeqCst,
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
@@ -218,12 +218,14 @@ impl<T> Queue<T> {
             // SAFETY: loaded under `guard`; a segment is retired only by
             // the pop that moves `head` past it, after our pin began.
             let seg = unsafe { &*head };
-            if seg.deq.load(Ordering::Acquire) >= seg.enq.load(Ordering::Acquire)
-                && seg.next.load(Ordering::Acquire).is_null()
+            // SeqCst pairs with the producers' SeqCst fetch-and-add: a push
+            // that completed before this pop began is never missed.
+            if seg.deq.load(Ordering::SeqCst) >= seg.enq.load(Ordering::SeqCst)
+                && seg.next.load(Ordering::SeqCst).is_null()
             {
                 return None;
             }
-            let idx = seg.deq.fetch_add(1, Ordering::AcqRel);
+            let idx = seg.deq.fetch_add(1, Ordering::SeqCst);
             if idx < SEGMENT {
                 let slot = &seg.slots[idx];
                 if slot.state.swap(TAKEN, Ordering::AcqRel) == WRITTEN {
