@@ -322,10 +322,11 @@ fn skiplist_reader_during_insert() {
             let m = Arc::clone(&m);
             thread::spawn(move || m.insert(2, 20))
         };
-        let guard = kuai_lockfree::pin();
-        let seen: Vec<(i32, i32)> = m.iter(&guard).map(|(k, v)| (*k, *v)).collect();
-        assert!(seen == [(1, 10)] || seen == [(1, 10), (2, 20)]);
-        drop(guard);
+        {
+            let guard = kuai_lockfree::pin();
+            let seen: Vec<(i32, i32)> = m.iter(&guard).map(|(k, v)| (*k, *v)).collect();
+            assert!(seen == [(1, 10)] || seen == [(1, 10), (2, 20)]);
+        }
         assert!(writer.join().unwrap());
         assert_eq!(m.get_cloned(&2), Some(20));
     });
