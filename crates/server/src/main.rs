@@ -1,0 +1,145 @@
+//! The `kuai-server` binary: flags (or a `redis.conf`-style file) in, a
+//! Redis-protocol server out. SIGTERM / Ctrl-C shut it down gracefully,
+//! syncing the append-only file.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use kuai_server::{Config, Server};
+
+/// A Redis-protocol key-value server built from the kuai crates.
+#[derive(Debug, Parser)]
+#[command(name = "kuai-server", version)]
+struct Args {
+    /// A redis.conf-style file (`key value` per line); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to bind.
+    #[arg(long)]
+    bind: Option<String>,
+    /// TCP port (0 = any free port).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Event-loop threads.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Require this password (AUTH).
+    #[arg(long)]
+    requirepass: Option<String>,
+    /// Most simultaneous clients.
+    #[arg(long)]
+    maxclients: Option<usize>,
+    /// Memory budget for keys and values (e.g. 100mb; 0 = unlimited).
+    #[arg(long)]
+    maxmemory: Option<String>,
+    /// noeviction | allkeys-lru | allkeys-lfu | allkeys-random.
+    #[arg(long)]
+    maxmemory_policy: Option<String>,
+    /// yes | no: keep an append-only file.
+    #[arg(long)]
+    appendonly: Option<String>,
+    /// always | everysec | no.
+    #[arg(long)]
+    appendfsync: Option<String>,
+    /// Append-only file name inside --dir.
+    #[arg(long)]
+    appendfilename: Option<String>,
+    /// Working directory for the append-only file.
+    #[arg(long)]
+    dir: Option<String>,
+    /// Largest bulk string accepted (e.g. 512mb).
+    #[arg(long)]
+    proto_max_bulk_len: Option<String>,
+    /// Any other setting, as `key=value` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    extra: Vec<String>,
+}
+
+fn build_config(a: &Args) -> Result<Config, kuai_server::ServerError> {
+    let mut c = Config::default();
+    if let Some(p) = &a.config {
+        c.apply_file(p)?;
+    }
+    let threads = a.threads.map(|t| t.to_string());
+    let port = a.port.map(|p| p.to_string());
+    let maxclients = a.maxclients.map(|m| m.to_string());
+    let pairs: [(&str, Option<&String>); 12] = [
+        ("bind", a.bind.as_ref()),
+        ("port", port.as_ref()),
+        ("threads", threads.as_ref()),
+        ("requirepass", a.requirepass.as_ref()),
+        ("maxclients", maxclients.as_ref()),
+        ("maxmemory", a.maxmemory.as_ref()),
+        ("maxmemory-policy", a.maxmemory_policy.as_ref()),
+        ("appendonly", a.appendonly.as_ref()),
+        ("appendfsync", a.appendfsync.as_ref()),
+        ("appendfilename", a.appendfilename.as_ref()),
+        ("dir", a.dir.as_ref()),
+        ("proto-max-bulk-len", a.proto_max_bulk_len.as_ref()),
+    ];
+    for (k, v) in pairs {
+        if let Some(v) = v {
+            c.apply(k, v)?;
+        }
+    }
+    for kv in &a.extra {
+        let (k, v) = kv.split_once('=').ok_or_else(|| {
+            kuai_server::ServerError::Config(format!("--set expects KEY=VALUE, got {kv:?}"))
+        })?;
+        c.apply(k, v)?;
+    }
+    Ok(c)
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match build_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kuai-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let server = match Server::start(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("kuai-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("kuai-server listening on {}", server.local_addr());
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kuai-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("kuai-server: cannot watch SIGTERM: {e}");
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    });
+    println!("kuai-server shutting down");
+    match server.shutdown() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kuai-server: shutdown: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
