@@ -300,6 +300,11 @@ impl RequestParser {
     }
 }
 
+/// C's `isspace`.
+fn is_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+}
+
 fn hex_val(c: u8) -> Option<u8> {
     match c {
         b'0'..=b'9' => Some(c - b'0'),
@@ -312,10 +317,15 @@ fn hex_val(c: u8) -> Option<u8> {
 /// Splits an inline command line like Redis's `sdssplitargs`: spaces separate
 /// arguments, `"…"` supports `\n \r \t \b \a \\ \" \xHH`, `'…'` supports `\'`.
 pub fn split_inline(line: &[u8], out: &mut Vec<Bytes>) -> Result<(), ProtocolError> {
+    // Redis splits a C string: a NUL ends the line.
+    let line = match memchr(0, line) {
+        Some(nul) => &line[..nul],
+        None => line,
+    };
     let mut i = 0;
     let n = line.len();
     loop {
-        while i < n && line[i].is_ascii_whitespace() {
+        while i < n && is_space(line[i]) {
             i += 1;
         }
         if i >= n {
@@ -351,7 +361,7 @@ pub fn split_inline(line: &[u8], out: &mut Vec<Bytes>) -> Result<(), ProtocolErr
                         other => other,
                     });
                 } else if c == b'"' {
-                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
+                    if i + 1 < n && !is_space(line[i + 1]) {
                         return Err(ProtocolError::UnbalancedQuotes);
                     }
                     i += 1;
@@ -368,7 +378,7 @@ pub fn split_inline(line: &[u8], out: &mut Vec<Bytes>) -> Result<(), ProtocolErr
                     i += 1;
                     cur.push(b'\'');
                 } else if c == b'\'' {
-                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
+                    if i + 1 < n && !is_space(line[i + 1]) {
                         return Err(ProtocolError::UnbalancedQuotes);
                     }
                     i += 1;
@@ -381,7 +391,7 @@ pub fn split_inline(line: &[u8], out: &mut Vec<Bytes>) -> Result<(), ProtocolErr
                     break;
                 }
                 match line[i] {
-                    b' ' | b'\n' | b'\r' | b'\t' | 0 => break,
+                    b' ' | b'\n' | b'\r' | b'\t' => break,
                     b'"' => in_dq = true,
                     b'\'' => in_sq = true,
                     c => cur.push(c),
@@ -486,6 +496,12 @@ mod tests {
             parse_all(b"*1\r\n$5\r\n", small),
             Err(ProtocolError::InvalidBulkLength)
         );
+    }
+
+    #[test]
+    fn nul_and_vertical_space_in_inline() {
+        let cmds = parse_all(b"a\x00b c\r\n\x0bx\x0cy\r\n", Limits::default()).unwrap();
+        assert_eq!(cmds, vec![vec![Bytes::from_static(b"a")], vec![Bytes::from_static(b"x\x0cy")]]);
     }
 
     #[test]
