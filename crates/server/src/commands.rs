@@ -853,13 +853,12 @@ impl Db {
                     s.set_expire(h, key, t, now_ms);
                     self.log_pexpireat(key, t);
                 }
-            } else if o.persist {
-                if s.get_quiet(h, key, now_ms)
+            } else if o.persist
+                && s.get_quiet(h, key, now_ms)
                     .is_some_and(|e| e.expire_at != 0)
-                {
-                    s.set_expire(h, key, 0, now_ms);
-                    self.log(&[b"PERSIST", key]);
-                }
+            {
+                s.set_expire(h, key, 0, now_ms);
+                self.log(&[b"PERSIST", key]);
             }
             Some(v)
         });
@@ -1008,7 +1007,7 @@ impl Db {
             return;
         };
         if seconds {
-            if when > i64::MAX / 1000 || when < i64::MIN / 1000 {
+            if !(i64::MIN / 1000..=i64::MAX / 1000).contains(&when) {
                 expire_error(out, name);
                 return;
             }

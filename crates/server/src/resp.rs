@@ -501,7 +501,13 @@ mod tests {
     #[test]
     fn nul_and_vertical_space_in_inline() {
         let cmds = parse_all(b"a\x00b c\r\n\x0bx\x0cy\r\n", Limits::default()).unwrap();
-        assert_eq!(cmds, vec![vec![Bytes::from_static(b"a")], vec![Bytes::from_static(b"x\x0cy")]]);
+        assert_eq!(
+            cmds,
+            vec![
+                vec![Bytes::from_static(b"a")],
+                vec![Bytes::from_static(b"x\x0cy")]
+            ]
+        );
     }
 
     #[test]

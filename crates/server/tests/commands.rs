@@ -46,11 +46,22 @@ fn string_commands_happy_paths() {
     assert_eq!(q::<String>(c, &["SET", "k", "v"]).unwrap(), "OK");
     assert_eq!(q::<String>(c, &["GET", "k"]).unwrap(), "v");
     assert_eq!(q::<Option<String>>(c, &["GET", "nope"]).unwrap(), None);
-    assert_eq!(q::<Option<String>>(c, &["SET", "k", "w", "GET"]).unwrap().as_deref(), Some("v"));
-    assert_eq!(q::<Option<String>>(c, &["SET", "k", "x", "NX"]).unwrap(), None);
+    assert_eq!(
+        q::<Option<String>>(c, &["SET", "k", "w", "GET"])
+            .unwrap()
+            .as_deref(),
+        Some("v")
+    );
+    assert_eq!(
+        q::<Option<String>>(c, &["SET", "k", "x", "NX"]).unwrap(),
+        None
+    );
     assert_eq!(q::<i64>(c, &["SETNX", "n1", "1"]).unwrap(), 1);
     assert_eq!(q::<String>(c, &["SETEX", "se", "100", "v"]).unwrap(), "OK");
-    assert_eq!(q::<String>(c, &["PSETEX", "pse", "100000", "v"]).unwrap(), "OK");
+    assert_eq!(
+        q::<String>(c, &["PSETEX", "pse", "100000", "v"]).unwrap(),
+        "OK"
+    );
     assert_eq!(q::<i64>(c, &["TTL", "se"]).unwrap(), 100);
     assert!(q::<i64>(c, &["PTTL", "pse"]).unwrap() > 99_000);
     assert_eq!(q::<String>(c, &["GETSET", "k", "y"]).unwrap(), "w");
@@ -79,11 +90,17 @@ fn string_commands_happy_paths() {
     assert_eq!(q::<i64>(c, &["INCRBY", "ctr", "10"]).unwrap(), 11);
     assert_eq!(q::<i64>(c, &["DECRBY", "ctr", "5"]).unwrap(), 6);
     assert_eq!(q::<i64>(c, &["DECR", "ctr"]).unwrap(), 5);
-    assert_eq!(q::<String>(c, &["INCRBYFLOAT", "fl", "2.5"]).unwrap(), "2.5");
+    assert_eq!(
+        q::<String>(c, &["INCRBYFLOAT", "fl", "2.5"]).unwrap(),
+        "2.5"
+    );
     assert_eq!(q::<i64>(c, &["APPEND", "s", "Hello"]).unwrap(), 5);
     assert_eq!(q::<i64>(c, &["APPEND", "s", " World"]).unwrap(), 11);
     assert_eq!(q::<i64>(c, &["STRLEN", "s"]).unwrap(), 11);
-    assert_eq!(q::<String>(c, &["GETRANGE", "s", "0", "4"]).unwrap(), "Hello");
+    assert_eq!(
+        q::<String>(c, &["GETRANGE", "s", "0", "4"]).unwrap(),
+        "Hello"
+    );
     assert_eq!(q::<i64>(c, &["SETRANGE", "s", "6", "Redis"]).unwrap(), 11);
     assert_eq!(q::<String>(c, &["GET", "s"]).unwrap(), "Hello Redis");
     assert_eq!(q::<String>(c, &["RENAME", "s", "s2"]).unwrap(), "OK");
@@ -97,7 +114,10 @@ fn string_commands_happy_paths() {
     let info: String = q(c, &["INFO"]).unwrap();
     assert!(info.contains("# Keyspace") && info.contains("db0:keys=8"));
     assert!(q::<i64>(c, &["COMMAND", "COUNT"]).unwrap() > 40);
-    assert!(matches!(q::<Value>(c, &["COMMAND", "DOCS", "get"]).unwrap(), Value::Array(_) | Value::Map(_)));
+    assert!(matches!(
+        q::<Value>(c, &["COMMAND", "DOCS", "get"]).unwrap(),
+        Value::Array(_) | Value::Map(_)
+    ));
     assert_eq!(q::<String>(c, &["FLUSHDB"]).unwrap(), "OK");
     assert_eq!(q::<i64>(c, &["DBSIZE"]).unwrap(), 0);
     assert_eq!(q::<String>(c, &["SET", "x", "1"]).unwrap(), "OK");
@@ -191,7 +211,10 @@ fn resp3_via_hello() {
     }
     assert_eq!(c.cmd(&[b"GET", b"nope"]), Frame::Null);
     assert!(matches!(c.cmd(&[b"INFO", b"server"]), Frame::Verbatim(_)));
-    assert!(matches!(c.cmd(&[b"CONFIG", b"GET", b"save"]), Frame::Map(_)));
+    assert!(matches!(
+        c.cmd(&[b"CONFIG", b"GET", b"save"]),
+        Frame::Map(_)
+    ));
     assert!(matches!(c.cmd(&[b"HELLO", b"2"]), Frame::Array(_)));
     assert_eq!(c.cmd(&[b"GET", b"nope"]), Frame::Bulk(None));
     h.shutdown().unwrap();
@@ -207,11 +230,16 @@ fn auth_gates_every_command() {
     assert_eq!(c.cmd(&[b"NOSUCH"]), noauth);
     assert!(matches!(c.cmd(&[b"HELLO", b"3"]), Frame::Error(e) if e.starts_with(b"NOAUTH")));
     assert!(matches!(c.cmd(&[b"AUTH", b"wrong"]), Frame::Error(e) if e.starts_with(b"WRONGPASS")));
-    assert!(matches!(c.cmd(&[b"AUTH", b"bob", b"s3cret"]), Frame::Error(e) if e.starts_with(b"WRONGPASS")));
+    assert!(
+        matches!(c.cmd(&[b"AUTH", b"bob", b"s3cret"]), Frame::Error(e) if e.starts_with(b"WRONGPASS"))
+    );
     assert_eq!(c.cmd(&[b"AUTH", b"s3cret"]), Frame::Simple(b"OK".to_vec()));
     assert_eq!(c.cmd(&[b"PING"]), Frame::Simple(b"PONG".to_vec()));
     let mut c2 = RawClient::connect(h.local_addr());
-    assert!(matches!(c2.cmd(&[b"HELLO", b"3", b"AUTH", b"default", b"s3cret"]), Frame::Map(_)));
+    assert!(matches!(
+        c2.cmd(&[b"HELLO", b"3", b"AUTH", b"default", b"s3cret"]),
+        Frame::Map(_)
+    ));
     assert_eq!(c2.cmd(&[b"GET", b"k"]), Frame::Null);
     let mut c3 = RawClient::connect(h.local_addr());
     assert_eq!(c3.cmd(&[b"QUIT"]), Frame::Simple(b"OK".to_vec()));
@@ -231,7 +259,10 @@ fn maxclients_refuses_extra_connections() {
     assert_eq!(a.cmd(&[b"PING"]), Frame::Simple(b"PONG".to_vec()));
     assert_eq!(b.cmd(&[b"PING"]), Frame::Simple(b"PONG".to_vec()));
     let mut c = RawClient::connect(h.local_addr());
-    assert_eq!(c.read_frame(), Some(Frame::Error(b"ERR max number of clients reached".to_vec())));
+    assert_eq!(
+        c.read_frame(),
+        Some(Frame::Error(b"ERR max number of clients reached".to_vec()))
+    );
     assert!(c.is_closed());
     drop(a);
     // A slot frees once the server notices the close.
@@ -251,10 +282,16 @@ fn maxclients_refuses_extra_connections() {
 
 #[test]
 fn malformed_input_closes_only_that_connection() {
-    let limits = Limits { max_bulk_len: 1024, ..Limits::default() };
+    let limits = Limits {
+        max_bulk_len: 1024,
+        ..Limits::default()
+    };
     let h = Server::start(Config::builder().port(0).limits(limits).build()).unwrap();
     let mut good = RawClient::connect(h.local_addr());
-    assert_eq!(good.cmd(&[b"SET", b"k", b"v"]), Frame::Simple(b"OK".to_vec()));
+    assert_eq!(
+        good.cmd(&[b"SET", b"k", b"v"]),
+        Frame::Simple(b"OK".to_vec())
+    );
     let bad_inputs: &[&[u8]] = &[
         b"*1\r\n$2000\r\n",
         b"*-\r\n",
@@ -283,7 +320,11 @@ fn malformed_input_closes_only_that_connection() {
 fn large_values_round_trip() {
     let (h, mut c) = start(Config::builder().port(0).build());
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-    let _: () = redis::cmd("SET").arg("big").arg(&big[..]).query(&mut c).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("big")
+        .arg(&big[..])
+        .query(&mut c)
+        .unwrap();
     let back: Vec<u8> = redis::cmd("GET").arg("big").query(&mut c).unwrap();
     assert_eq!(back, big);
     let mut p = redis::pipe();

@@ -19,7 +19,14 @@ fn tmpdir(name: &str) -> PathBuf {
 
 fn spawn(dir: &Path, port: u16, fsync: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_kuai-server"))
-        .args(["--port", &port.to_string(), "--appendonly", "yes", "--appendfsync", fsync])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            fsync,
+        ])
         .arg("--dir")
         .arg(dir)
         .stdout(Stdio::null())
@@ -37,7 +44,10 @@ fn connect(port: u16) -> Connection {
         {
             return c;
         }
-        assert!(Instant::now() < deadline, "kuai-server did not come up on {port}");
+        assert!(
+            Instant::now() < deadline,
+            "kuai-server did not come up on {port}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -50,19 +60,52 @@ fn kill_9_loses_nothing_acknowledged_with_appendfsync_always() {
     let mut c = connect(port);
     let mut p = redis::pipe();
     for i in 0..200 {
-        p.cmd("SET").arg(format!("k{i}")).arg(format!("v{i}")).ignore();
+        p.cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(format!("v{i}"))
+            .ignore();
     }
     let _: () = p.query(&mut c).unwrap();
     for _ in 0..7 {
         let _: i64 = redis::cmd("INCR").arg("ctr").query(&mut c).unwrap();
     }
-    let _: () = redis::cmd("SET").arg("ttl").arg("x").arg("EX").arg(1000).query(&mut c).unwrap();
-    let _: () = redis::cmd("SET").arg("gone").arg("x").arg("PX").arg(1).query(&mut c).unwrap();
-    let _: () = redis::cmd("RENAME").arg("k0").arg("renamed").query(&mut c).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("ttl")
+        .arg("x")
+        .arg("EX")
+        .arg(1000)
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("gone")
+        .arg("x")
+        .arg("PX")
+        .arg(1)
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("RENAME")
+        .arg("k0")
+        .arg("renamed")
+        .query(&mut c)
+        .unwrap();
     let _: i64 = redis::cmd("DEL").arg("k1").query(&mut c).unwrap();
-    let _: i64 = redis::cmd("APPEND").arg("k2").arg("+").query(&mut c).unwrap();
-    let _: () = redis::cmd("MSET").arg("m1").arg("a").arg("m2").arg("b").query(&mut c).unwrap();
-    let last: i64 = redis::cmd("INCRBY").arg("ctr").arg(100).query(&mut c).unwrap();
+    let _: i64 = redis::cmd("APPEND")
+        .arg("k2")
+        .arg("+")
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("MSET")
+        .arg("m1")
+        .arg("a")
+        .arg("m2")
+        .arg("b")
+        .query(&mut c)
+        .unwrap();
+    let last: i64 = redis::cmd("INCRBY")
+        .arg("ctr")
+        .arg(100)
+        .query(&mut c)
+        .unwrap();
     assert_eq!(last, 107);
     child.kill().unwrap(); // SIGKILL: no chance to flush anything
     child.wait().unwrap();

@@ -37,7 +37,9 @@ fn same(a: &Frame, b: &Frame, cmp: Cmp) -> bool {
         Cmp::Exact => a == b,
         Cmp::Sorted => sorted(a) == sorted(b),
         Cmp::Close => match (a, b) {
-            (Frame::Integer(x), Frame::Integer(y)) => (x - y).abs() <= 50 && x.signum() == y.signum(),
+            (Frame::Integer(x), Frame::Integer(y)) => {
+                (x - y).abs() <= 50 && x.signum() == y.signum()
+            }
             _ => a == b,
         },
         Cmp::Shape => std::mem::discriminant(a) == std::mem::discriminant(b),
@@ -46,7 +48,14 @@ fn same(a: &Frame, b: &Frame, cmp: Cmp) -> bool {
 
 fn script() -> Vec<(Cmp, Vec<&'static str>)> {
     use Cmp::*;
-    let s = |c: Cmp, line: &'static str| (c, line.split(' ').map(|w| if w == "<empty>" { "" } else { w }).collect::<Vec<_>>());
+    let s = |c: Cmp, line: &'static str| {
+        (
+            c,
+            line.split(' ')
+                .map(|w| if w == "<empty>" { "" } else { w })
+                .collect::<Vec<_>>(),
+        )
+    };
     vec![
         s(Exact, "FLUSHALL"),
         s(Exact, "PING"),
@@ -280,7 +289,12 @@ fn replies_match_redis_server() {
         }
     }
     assert!(r.is_closed() && k.is_closed(), "QUIT closes both");
-    assert!(mismatches.is_empty(), "{} mismatches:\n{}", mismatches.len(), mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
     kuai.shutdown().unwrap();
 }
 
@@ -322,10 +336,19 @@ fn protocol_errors_match_redis_server() {
             let mut c = RawClient::connect(addr);
             c.send_raw(case);
             let f = c.read_frame().expect("error reply");
-            assert!(c.is_closed(), "connection closed after {:?}", String::from_utf8_lossy(case));
+            assert!(
+                c.is_closed(),
+                "connection closed after {:?}",
+                String::from_utf8_lossy(case)
+            );
             replies.push(text(&f));
         }
-        assert_eq!(replies[0], replies[1], "input {:?}", String::from_utf8_lossy(case));
+        assert_eq!(
+            replies[0],
+            replies[1],
+            "input {:?}",
+            String::from_utf8_lossy(case)
+        );
     }
     kuai.shutdown().unwrap();
 }

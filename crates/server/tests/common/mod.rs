@@ -19,7 +19,8 @@ pub struct RawClient {
 impl RawClient {
     pub fn connect(addr: SocketAddr) -> Self {
         let sock = TcpStream::connect(addr).expect("connect");
-        sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         RawClient {
             sock,
             buf: Vec::new(),
@@ -99,7 +100,10 @@ impl RedisServer {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start on {addr}");
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on {addr}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         RedisServer { child, addr }
