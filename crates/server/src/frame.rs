@@ -4,7 +4,7 @@
 //! It decodes any reply the server can send (simple strings, errors,
 //! integers, bulk strings, arrays, nulls, doubles, booleans, maps, sets,
 //! verbatim strings, big numbers, pushes), with nesting depth and lengths
-//! bounded by [`Limits`](crate::resp::Limits).
+//! bounded by [`crate::resp::Limits`].
 
 use crate::resp::{Limits, parse_i64};
 
