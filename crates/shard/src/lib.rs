@@ -1,11 +1,28 @@
-//! `kuai-shard`: Partitioning, consistent hashing, rebalancing, routing and scatter-gather.
-//!
-//! This crate is being built; see the project's issue tracker for its scope.
-//! Today it only re-exports the shared error type it will use.
-//!
-//! ```
-//! let _kind = kuai_shard::Error::closed("not built yet").kind();
-//! ```
+//! `kuai-shard`: partitioning, consistent hashing, rebalancing, routing and
+//! scatter-gather.
 #![forbid(unsafe_code)]
 
+mod composite;
+mod error;
+mod jump;
+mod key_hash;
+mod maglev;
+mod modulo;
+mod node;
+mod range;
+mod rendezvous;
+mod ring;
+mod slots;
+
+pub use composite::Composite;
+pub use error::{ShardError, ShardResult};
+pub use jump::{JumpHash, jump_consistent_hash};
+pub use key_hash::{KeyHasher, hash_key, hash_key_seeded, mix64};
 pub use kuai_core::Error;
+pub use maglev::Maglev;
+pub use modulo::ModuloHash;
+pub use node::Node;
+pub use range::{DynamicRanges, RangeChange, RangePartitioner};
+pub use rendezvous::Rendezvous;
+pub use ring::{DEFAULT_VNODES, HashRing};
+pub use slots::{SLOT_COUNT, SlotMap, SlotPartitioner, crc16, hash_tag, key_slot};
