@@ -27,7 +27,8 @@ pub fn jump_consistent_hash(mut key: u64, buckets: u32) -> u32 {
         key = key.wrapping_mul(2_862_933_555_777_941_757).wrapping_add(1);
         // The division depends only on `key`, so the CPU overlaps it with the
         // previous iteration; the loop-carried chain is one convert+multiply.
-        let r = (1u64 << 31) as f64 / ((key >> 33) + 1) as f64;
+        // `key >> 33` < 2^31, so the signed conversion is exact (and one instruction).
+        let r = (1i64 << 31) as f64 / ((key >> 33) as i64 + 1) as f64;
         j = ((b + 1) as f64 * r) as i64;
     }
     // b is in 0..buckets, so it fits in u32.

@@ -12,6 +12,7 @@ mod node;
 mod range;
 mod rebalance;
 mod rendezvous;
+mod router;
 mod ring;
 mod slots;
 
@@ -26,5 +27,6 @@ pub use node::Node;
 pub use rebalance::{Assignment, Migration, Move, MovePlan, WriteTargets};
 pub use range::{DynamicRanges, RangeChange, RangePartitioner};
 pub use rendezvous::Rendezvous;
+pub use router::{Redirect, Route, Router, RouterStats, RoutingTable};
 pub use ring::{DEFAULT_VNODES, HashRing};
 pub use slots::{SLOT_COUNT, SlotMap, SlotPartitioner, crc16, hash_tag, key_slot};
