@@ -4,17 +4,21 @@
 
 mod composite;
 mod error;
+mod index;
 mod jump;
 mod key_hash;
 mod maglev;
+mod merge;
 mod modulo;
 mod node;
 mod range;
 mod rebalance;
 mod rendezvous;
 mod router;
+mod scatter;
 mod ring;
 mod slots;
+mod task;
 
 pub use composite::Composite;
 pub use error::{ShardError, ShardResult};
@@ -30,3 +34,7 @@ pub use rendezvous::Rendezvous;
 pub use router::{Redirect, Route, Router, RouterStats, RoutingTable};
 pub use ring::{DEFAULT_VNODES, HashRing};
 pub use slots::{SLOT_COUNT, SlotMap, SlotPartitioner, crc16, hash_tag, key_slot};
+pub use merge::{Aggregate, Page, merge_sorted_by};
+pub use scatter::{FailurePolicy, Gathered, ScatterGather, ShardFailure};
+pub use task::WorkerPool;
+pub use index::{Applier, GlobalIndex, IndexRead, LocalIndex};
