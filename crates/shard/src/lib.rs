@@ -12,6 +12,8 @@ mod merge;
 mod modulo;
 mod node;
 mod range;
+#[cfg(feature = "redis")]
+mod redis_cluster;
 mod rebalance;
 mod rendezvous;
 mod router;
@@ -38,3 +40,5 @@ pub use merge::{Aggregate, Page, merge_sorted_by};
 pub use scatter::{FailurePolicy, Gathered, ScatterGather, ShardFailure};
 pub use task::WorkerPool;
 pub use index::{Applier, GlobalIndex, IndexRead, LocalIndex};
+#[cfg(feature = "redis")]
+pub use redis_cluster::{RedisCluster, connect_node, parse_cluster_shards, parse_cluster_slots};

@@ -119,6 +119,13 @@ impl RoutingTable {
         }
     }
 
+    /// The same table at another epoch.
+    #[must_use]
+    pub fn with_epoch(mut self, epoch: u64) -> Self {
+        self.epoch = epoch;
+        self
+    }
+
     /// The table's epoch.
     pub fn epoch(&self) -> u64 {
         self.epoch
