@@ -103,7 +103,9 @@ impl ShardError {
             ShardError::Deadline(_) => ErrorKind::Timeout,
             ShardError::PoolClosed => ErrorKind::Closed,
             ShardError::ShardsFailed(_) | ShardError::Backend(_) => ErrorKind::Backend,
-            ShardError::TooManyRedirects(_) | ShardError::StaleTable { .. } => ErrorKind::Overloaded,
+            ShardError::TooManyRedirects(_) | ShardError::StaleTable { .. } => {
+                ErrorKind::Overloaded
+            }
             ShardError::MigrationIncomplete { .. } => ErrorKind::InvalidInput,
             _ => ErrorKind::InvalidInput,
         }

@@ -174,8 +174,17 @@ impl GlobalIndex {
     }
 
     /// A global index on the system clock.
-    pub fn with_system_clock(data_shards: u32, index_partitions: u32, max_lag: Duration) -> ShardResult<Self> {
-        Self::new(data_shards, index_partitions, max_lag, Arc::new(SystemClock))
+    pub fn with_system_clock(
+        data_shards: u32,
+        index_partitions: u32,
+        max_lag: Duration,
+    ) -> ShardResult<Self> {
+        Self::new(
+            data_shards,
+            index_partitions,
+            max_lag,
+            Arc::new(SystemClock),
+        )
     }
 
     /// Inserts or replaces document `id`; the index catches up asynchronously.
@@ -189,7 +198,8 @@ impl GlobalIndex {
         // Hold the queue lock across the document write so index ops are
         // queued in the same order as the writes they describe.
         let mut q = lock(&self.queue);
-        let old = lock(&self.docs[self.docs_place.partition(&id) as usize]).insert(id, terms.clone());
+        let old =
+            lock(&self.docs[self.docs_place.partition(&id) as usize]).insert(id, terms.clone());
         for t in old.into_iter().flatten() {
             q.push_back(Pending {
                 at: now,
@@ -208,12 +218,15 @@ impl GlobalIndex {
 
     /// The document `id` from its data shard (always current).
     pub fn get(&self, id: u64) -> Option<Vec<String>> {
-        lock(&self.docs[self.docs_place.partition(&id) as usize]).get(&id).cloned()
+        lock(&self.docs[self.docs_place.partition(&id) as usize])
+            .get(&id)
+            .cloned()
     }
 
     fn oldest_age(&self, q: &VecDeque<Pending>) -> Duration {
-        q.front()
-            .map_or(Duration::ZERO, |p| self.clock.now().saturating_duration_since(p.at))
+        q.front().map_or(Duration::ZERO, |p| {
+            self.clock.now().saturating_duration_since(p.at)
+        })
     }
 
     fn enforce_bound(&self) {
@@ -257,7 +270,10 @@ impl GlobalIndex {
         };
         let part = lock(&self.index[self.index_place.partition(term) as usize]);
         IndexRead {
-            ids: part.get(term).map(|s| s.iter().copied().collect()).unwrap_or_default(),
+            ids: part
+                .get(term)
+                .map(|s| s.iter().copied().collect())
+                .unwrap_or_default(),
             shards_touched: 1,
             lag,
             pending,

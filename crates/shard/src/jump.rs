@@ -59,7 +59,9 @@ impl JumpHash {
     /// `buckets` buckets; zero is an error.
     pub fn new(buckets: u32) -> ShardResult<Self> {
         if buckets == 0 {
-            return Err(ShardError::EmptyNodeSet("jump hash needs at least one bucket"));
+            return Err(ShardError::EmptyNodeSet(
+                "jump hash needs at least one bucket",
+            ));
         }
         Ok(JumpHash { buckets })
     }

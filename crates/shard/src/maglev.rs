@@ -107,7 +107,12 @@ impl Maglev {
         if !self.nodes.iter().any(|n| n.id() == id) {
             return Err(ShardError::UnknownNode(id.to_string()));
         }
-        let nodes: Vec<Node> = self.nodes.iter().filter(|n| n.id() != id).cloned().collect();
+        let nodes: Vec<Node> = self
+            .nodes
+            .iter()
+            .filter(|n| n.id() != id)
+            .cloned()
+            .collect();
         Self::with_table_size(nodes, self.table.len() as u64)
     }
 

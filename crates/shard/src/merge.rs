@@ -67,7 +67,11 @@ impl<T, I: Iterator<Item = T>, F: FnMut(&T, &T) -> Ordering> Heads<T, I, F> {
                 return;
             }
             let r = l + 1;
-            let m = if r < self.heap.len() && self.less(r, l) { r } else { l };
+            let m = if r < self.heap.len() && self.less(r, l) {
+                r
+            } else {
+                l
+            };
             if !self.less(m, i) {
                 return;
             }
@@ -77,18 +81,12 @@ impl<T, I: Iterator<Item = T>, F: FnMut(&T, &T) -> Ordering> Heads<T, I, F> {
     }
 
     fn pop(&mut self) -> Option<T> {
-        if self.heap.is_empty() {
-            return None;
-        }
-        let (item, shard, mut rest) = self.heap.swap_remove(0);
-        match rest.next() {
-            Some(next) => {
-                self.heap.push((next, shard, rest));
-                let last = self.heap.len() - 1;
-                self.heap.swap(0, last);
-            }
-            None => {}
-        }
+        let top = self.heap.first_mut()?;
+        let item = match top.2.next() {
+            // Replace the head in place and let it sink to its place.
+            Some(next) => std::mem::replace(&mut top.0, next),
+            None => self.heap.swap_remove(0).0,
+        };
         if !self.heap.is_empty() {
             self.sift_down(0);
         }

@@ -28,7 +28,9 @@ impl ModuloHash {
     /// `n` partitions; `n == 0` is an error.
     pub fn new(n: u32) -> ShardResult<Self> {
         if n == 0 {
-            return Err(ShardError::EmptyNodeSet("modulo hash needs at least one partition"));
+            return Err(ShardError::EmptyNodeSet(
+                "modulo hash needs at least one partition",
+            ));
         }
         Ok(ModuloHash { n })
     }

@@ -84,7 +84,10 @@ pub(crate) fn check_nodes(nodes: &[Node], what: &'static str) -> ShardResult<()>
         return Err(ShardError::EmptyNodeSet(what));
     }
     if u32::try_from(nodes.len()).is_err() {
-        return Err(ShardError::InvalidConfig(format!("{} nodes is too many", nodes.len())));
+        return Err(ShardError::InvalidConfig(format!(
+            "{} nodes is too many",
+            nodes.len()
+        )));
     }
     let mut seen = HashSet::with_capacity(nodes.len());
     for n in nodes {

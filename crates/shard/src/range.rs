@@ -304,7 +304,7 @@ mod tests {
             RangePartitioner::from_ranges(vec![0..10, 11..20]),
             Err(ShardError::RangeGap { index: 1 })
         );
-        #[allow(clippy::reversed_empty_ranges)]
+        #[allow(clippy::reversed_empty_ranges, clippy::single_range_in_vec_init)]
         let empty = vec![5..5];
         assert_eq!(
             RangePartitioner::from_ranges(empty),
@@ -317,8 +317,14 @@ mod tests {
     fn split_point_must_be_inside() {
         let mut p = RangePartitioner::from_ranges(vec![0..10, 10..20]).unwrap();
         assert_eq!(p.split(1, 5), Err(ShardError::SplitOutOfRange { range: 1 }));
-        assert_eq!(p.split(1, 10), Err(ShardError::SplitOutOfRange { range: 1 }));
-        assert_eq!(p.split(0, 10), Err(ShardError::SplitOutOfRange { range: 0 }));
+        assert_eq!(
+            p.split(1, 10),
+            Err(ShardError::SplitOutOfRange { range: 1 })
+        );
+        assert_eq!(
+            p.split(0, 10),
+            Err(ShardError::SplitOutOfRange { range: 0 })
+        );
         assert!(p.split(7, 1).is_err());
         p.split(1, 15).unwrap();
         assert_eq!(p.split_points(), &[10, 15]);

@@ -102,7 +102,9 @@ impl Assignment {
         let nodes: Vec<Node> = nodes.into_iter().map(Into::into).collect();
         check_nodes(&nodes, "assignment needs at least one node")?;
         if partitions == 0 {
-            return Err(ShardError::EmptyNodeSet("assignment needs at least one partition"));
+            return Err(ShardError::EmptyNodeSet(
+                "assignment needs at least one partition",
+            ));
         }
         let q = quotas(partitions, &nodes, &vec![0; nodes.len()]);
         let mut owners = Vec::with_capacity(partitions as usize);
@@ -121,7 +123,9 @@ impl Assignment {
         let nodes: Vec<Node> = nodes.into_iter().map(Into::into).collect();
         check_nodes(&nodes, "assignment needs at least one node")?;
         if owners.is_empty() || u32::try_from(owners.len()).is_err() {
-            return Err(ShardError::EmptyNodeSet("assignment needs at least one partition"));
+            return Err(ShardError::EmptyNodeSet(
+                "assignment needs at least one partition",
+            ));
         }
         if let Some(&bad) = owners.iter().find(|&&o| o as usize >= nodes.len()) {
             return Err(ShardError::OutOfBounds {
@@ -387,7 +391,9 @@ impl Migration {
                 self.done[i] = true;
                 Ok(())
             }
-            None => Err(ShardError::InvalidConfig(format!("partition {p} is not moving"))),
+            None => Err(ShardError::InvalidConfig(format!(
+                "partition {p} is not moving"
+            ))),
         }
     }
 
@@ -432,8 +438,14 @@ mod tests {
         assert!(Assignment::new(10, Vec::<Node>::new()).is_err());
         let a = Assignment::new(10, ["a"]).unwrap();
         assert!(matches!(a.plan_add("a"), Err(ShardError::DuplicateNode(_))));
-        assert!(matches!(a.plan_remove("z"), Err(ShardError::UnknownNode(_))));
-        assert!(matches!(a.plan_reweight("a", 0), Err(ShardError::ZeroWeight(_))));
+        assert!(matches!(
+            a.plan_remove("z"),
+            Err(ShardError::UnknownNode(_))
+        ));
+        assert!(matches!(
+            a.plan_reweight("a", 0),
+            Err(ShardError::ZeroWeight(_))
+        ));
         assert!(a.plan_remove("a").is_err());
         assert!(Assignment::from_owners(["a"], vec![0, 1]).is_err());
     }
@@ -445,7 +457,10 @@ mod tests {
         let mut m = Migration::start(&a, plan);
         let moving: Vec<u32> = m.pending().map(|mv| mv.partition).collect();
         assert_eq!(moving.len(), 4);
-        assert!(matches!(m.clone().finish(), Err(ShardError::MigrationIncomplete { remaining: 4 })));
+        assert!(matches!(
+            m.clone().finish(),
+            Err(ShardError::MigrationIncomplete { remaining: 4 })
+        ));
         for p in moving {
             m.cut_over(p).unwrap();
         }

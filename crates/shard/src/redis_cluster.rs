@@ -78,13 +78,17 @@ pub fn parse_cluster_slots(reply: &Value) -> ShardResult<RoutingTable> {
     };
     let mut ranges = Vec::with_capacity(entries.len());
     for e in entries {
-        let Value::Array(f) = e else { return Err(bad("entry is not an array")) };
+        let Value::Array(f) = e else {
+            return Err(bad("entry is not an array"));
+        };
         if f.len() < 3 {
             return Err(bad("short entry"));
         }
         let a = slot_of(int(&f[0]).ok_or_else(|| bad("start slot"))?)?;
         let b = slot_of(int(&f[1]).ok_or_else(|| bad("end slot"))?)?;
-        let Value::Array(master) = &f[2] else { return Err(bad("master is not an array")) };
+        let Value::Array(master) = &f[2] else {
+            return Err(bad("master is not an array"));
+        };
         if master.len() < 2 {
             return Err(bad("short master"));
         }
@@ -106,8 +110,12 @@ pub fn parse_cluster_shards(reply: &Value) -> ShardResult<RoutingTable> {
     for shard in shards {
         let fields = pairs(shard).ok_or_else(|| bad("shard is not a map"))?;
         let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
-        let Some(Value::Array(slots)) = get("slots") else { return Err(bad("slots")) };
-        let Some(Value::Array(nodes)) = get("nodes") else { return Err(bad("nodes")) };
+        let Some(Value::Array(slots)) = get("slots") else {
+            return Err(bad("slots"));
+        };
+        let Some(Value::Array(nodes)) = get("nodes") else {
+            return Err(bad("nodes"));
+        };
         let mut master = None;
         for n in nodes {
             let f = pairs(n).ok_or_else(|| bad("node is not a map"))?;
@@ -178,8 +186,10 @@ pub fn connect_node(addr: &str, timeout: Duration) -> ShardResult<redis::Connect
     let conn = client
         .get_connection_with_timeout(timeout)
         .map_err(|e| backend(&format!("connecting to {addr}"), e))?;
-    conn.set_read_timeout(Some(timeout)).map_err(|e| backend(addr, e))?;
-    conn.set_write_timeout(Some(timeout)).map_err(|e| backend(addr, e))?;
+    conn.set_read_timeout(Some(timeout))
+        .map_err(|e| backend(addr, e))?;
+    conn.set_write_timeout(Some(timeout))
+        .map_err(|e| backend(addr, e))?;
     Ok(conn)
 }
 
@@ -201,7 +211,11 @@ impl RedisCluster {
         })
     }
 
-    fn load_from_seeds(seeds: &[String], timeout: Duration, shards: bool) -> ShardResult<RoutingTable> {
+    fn load_from_seeds(
+        seeds: &[String],
+        timeout: Duration,
+        shards: bool,
+    ) -> ShardResult<RoutingTable> {
         let mut last = ShardError::EmptyNodeSet("no seed nodes");
         for s in seeds {
             match connect_node(s, timeout).and_then(|mut c| Self::load_table(&mut c, shards)) {
@@ -246,42 +260,46 @@ impl RedisCluster {
             return Ok(Arc::clone(c));
         }
         let c = Arc::new(Mutex::new(connect_node(node, self.timeout)?));
-        Ok(Arc::clone(lock(&self.conns).entry(node.to_string()).or_insert(c)))
+        Ok(Arc::clone(
+            lock(&self.conns).entry(node.to_string()).or_insert(c),
+        ))
     }
 
     /// Runs a single-key command on the key's owner, following redirects.
     pub fn query<T: redis::FromRedisValue>(&self, key: &[u8], cmd: &redis::Cmd) -> ShardResult<T> {
         let mut tryagain = 0u32;
-        self.router.execute(key, self.max_redirects, |route: &Route| {
-            let conn = self.conn(&route.node)?;
-            let mut conn = lock(&conn);
-            let result: redis::RedisResult<T> = if route.asking {
-                let mut p = redis::pipe();
-                p.cmd("ASKING").ignore().add_command(cmd.clone());
-                p.query::<(T,)>(&mut *conn).map(|(v,)| v)
-            } else {
-                cmd.query(&mut *conn)
-            };
-            match result {
-                Ok(v) => Ok(Ok(v)),
-                Err(e) => {
-                    let line = format!("{} {}", e.code().unwrap_or(""), e.detail().unwrap_or(""));
-                    if let Some(r) = Redirect::parse_redis(&line) {
-                        return Ok(Err(r));
+        self.router
+            .execute(key, self.max_redirects, |route: &Route| {
+                let conn = self.conn(&route.node)?;
+                let mut conn = lock(&conn);
+                let result: redis::RedisResult<T> = if route.asking {
+                    let mut p = redis::pipe();
+                    p.cmd("ASKING").ignore().add_command(cmd.clone());
+                    p.query::<(T,)>(&mut *conn).map(|(v,)| v)
+                } else {
+                    cmd.query(&mut *conn)
+                };
+                match result {
+                    Ok(v) => Ok(Ok(v)),
+                    Err(e) => {
+                        let line =
+                            format!("{} {}", e.code().unwrap_or(""), e.detail().unwrap_or(""));
+                        if let Some(r) = Redirect::parse_redis(&line) {
+                            return Ok(Err(r));
+                        }
+                        if e.code() == Some("TRYAGAIN") && tryagain < 50 {
+                            // A multi-key op during migration: back off and retry here.
+                            tryagain += 1;
+                            std::thread::sleep(Duration::from_millis(5));
+                            return Ok(Err(Redirect::Ask {
+                                partition: route.partition,
+                                node: route.node.to_string(),
+                            }));
+                        }
+                        Err(backend(&format!("{} on {}", cmd_name(cmd), route.node), e))
                     }
-                    if e.code() == Some("TRYAGAIN") && tryagain < 50 {
-                        // A multi-key op during migration: back off and retry here.
-                        tryagain += 1;
-                        std::thread::sleep(Duration::from_millis(5));
-                        return Ok(Err(Redirect::Ask {
-                            partition: route.partition,
-                            node: route.node.to_string(),
-                        }));
-                    }
-                    Err(backend(&format!("{} on {}", cmd_name(cmd), route.node), e))
                 }
-            }
-        })
+            })
     }
 
     /// `GET key`.
@@ -322,14 +340,26 @@ mod tests {
     #[test]
     fn parses_slots_reply() {
         let reply = Value::Array(vec![
-            Value::Array(vec![Value::Int(0), Value::Int(8191), Value::Array(vec![b("127.0.0.1"), Value::Int(7101), b("id1")])]),
-            Value::Array(vec![Value::Int(8192), Value::Int(16383), Value::Array(vec![b("127.0.0.1"), Value::Int(7102), b("id2")])]),
+            Value::Array(vec![
+                Value::Int(0),
+                Value::Int(8191),
+                Value::Array(vec![b("127.0.0.1"), Value::Int(7101), b("id1")]),
+            ]),
+            Value::Array(vec![
+                Value::Int(8192),
+                Value::Int(16383),
+                Value::Array(vec![b("127.0.0.1"), Value::Int(7102), b("id2")]),
+            ]),
         ]);
         let t = parse_cluster_slots(&reply).unwrap();
         assert_eq!(t.owner(0), Some("127.0.0.1:7101"));
         assert_eq!(t.owner(16383), Some("127.0.0.1:7102"));
         // Missing slots are an error, not a silent hole.
-        let short = Value::Array(vec![Value::Array(vec![Value::Int(0), Value::Int(10), Value::Array(vec![b("h"), Value::Int(1)])])]);
+        let short = Value::Array(vec![Value::Array(vec![
+            Value::Int(0),
+            Value::Int(10),
+            Value::Array(vec![b("h"), Value::Int(1)]),
+        ])]);
         assert!(parse_cluster_slots(&short).is_err());
         assert!(parse_cluster_slots(&Value::Nil).is_err());
     }
@@ -337,11 +367,37 @@ mod tests {
     #[test]
     fn parses_shards_reply() {
         let node = |port: i64, role: &str| {
-            Value::Array(vec![b("id"), b("x"), b("port"), Value::Int(port), b("ip"), b("127.0.0.1"), b("role"), b(role), b("health"), b("online")])
+            Value::Array(vec![
+                b("id"),
+                b("x"),
+                b("port"),
+                Value::Int(port),
+                b("ip"),
+                b("127.0.0.1"),
+                b("role"),
+                b(role),
+                b("health"),
+                b("online"),
+            ])
         };
         let reply = Value::Array(vec![
-            Value::Array(vec![b("slots"), Value::Array(vec![Value::Int(0), Value::Int(100), Value::Int(200), Value::Int(16383)]), b("nodes"), Value::Array(vec![node(7101, "master"), node(7104, "replica")])]),
-            Value::Array(vec![b("slots"), Value::Array(vec![Value::Int(101), Value::Int(199)]), b("nodes"), Value::Array(vec![node(7102, "master")])]),
+            Value::Array(vec![
+                b("slots"),
+                Value::Array(vec![
+                    Value::Int(0),
+                    Value::Int(100),
+                    Value::Int(200),
+                    Value::Int(16383),
+                ]),
+                b("nodes"),
+                Value::Array(vec![node(7101, "master"), node(7104, "replica")]),
+            ]),
+            Value::Array(vec![
+                b("slots"),
+                Value::Array(vec![Value::Int(101), Value::Int(199)]),
+                b("nodes"),
+                Value::Array(vec![node(7102, "master")]),
+            ]),
         ]);
         let t = parse_cluster_shards(&reply).unwrap();
         assert_eq!(t.owner(50), Some("127.0.0.1:7101"));

@@ -41,7 +41,7 @@ impl Rendezvous {
         let nodes = validate_nodes(nodes, "rendezvous needs at least one node")?;
         let seeds = nodes
             .iter()
-            .map(|n| hash_key_seeded(n.id(), 0x6872_77))
+            .map(|n| hash_key_seeded(n.id(), 0x0068_7277))
             .collect();
         let uniform = nodes.iter().all(|n| n.weight() == nodes[0].weight());
         let weights = (!uniform).then(|| nodes.iter().map(|n| f64::from(n.weight())).collect());

@@ -51,7 +51,9 @@ impl HashRing {
     {
         let nodes = validate_nodes(nodes, "hash ring needs at least one node")?;
         if vnodes == 0 {
-            return Err(ShardError::InvalidConfig("vnodes must be at least 1".into()));
+            return Err(ShardError::InvalidConfig(
+                "vnodes must be at least 1".into(),
+            ));
         }
         let total: u64 = nodes
             .iter()
@@ -125,7 +127,12 @@ impl HashRing {
         if !self.nodes.iter().any(|n| n.id() == id) {
             return Err(ShardError::UnknownNode(id.to_string()));
         }
-        let nodes: Vec<Node> = self.nodes.iter().filter(|n| n.id() != id).cloned().collect();
+        let nodes: Vec<Node> = self
+            .nodes
+            .iter()
+            .filter(|n| n.id() != id)
+            .cloned()
+            .collect();
         HashRing::new(nodes, self.vnodes)
     }
 

@@ -199,10 +199,9 @@ impl RoutingTable {
 
     /// Hands `partition` to its migration target and bumps the epoch.
     pub fn complete_migration(&mut self, partition: PartitionId) -> ShardResult<()> {
-        let to = self
-            .migrating
-            .remove(&partition)
-            .ok_or_else(|| ShardError::InvalidConfig(format!("partition {partition} is not migrating")))?;
+        let to = self.migrating.remove(&partition).ok_or_else(|| {
+            ShardError::InvalidConfig(format!("partition {partition} is not migrating"))
+        })?;
         self.owners[partition as usize] = to;
         self.epoch += 1;
         Ok(())
@@ -363,7 +362,10 @@ impl<P> Router<P> {
         let t = self.read();
         Route {
             partition,
-            node: t.owner_arc(partition).cloned().unwrap_or_else(|| Arc::from("")),
+            node: t
+                .owner_arc(partition)
+                .cloned()
+                .unwrap_or_else(|| Arc::from("")),
             asking: false,
             epoch: t.epoch,
         }
@@ -453,7 +455,10 @@ mod tests {
         let r = Router::new(crate::SlotPartitioner, RoutingTable::from_slot_map(5, &m));
         assert!(matches!(
             r.install(RoutingTable::from_slot_map(4, &m)),
-            Err(ShardError::StaleTable { offered: 4, current: 5 })
+            Err(ShardError::StaleTable {
+                offered: 4,
+                current: 5
+            })
         ));
         assert!(r.install(RoutingTable::from_slot_map(6, &m)).is_ok());
         assert_eq!(r.epoch(), 6);

@@ -135,7 +135,8 @@ impl ScatterGather {
             })?;
         }
         drop(tx);
-        let mut answers: Vec<Option<Result<T, ShardFailure>>> = (0..shards.len()).map(|_| None).collect();
+        let mut answers: Vec<Option<Result<T, ShardFailure>>> =
+            (0..shards.len()).map(|_| None).collect();
         let mut pending = shards.len();
         while pending > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -169,16 +170,26 @@ impl ScatterGather {
         match self.policy {
             FailurePolicy::Fail if !out.failed.is_empty() => {
                 if out.failed.iter().all(|f| f.1 == ShardFailure::TimedOut) {
-                    Err(ShardError::Deadline(out.failed.into_iter().map(|f| f.0).collect()))
+                    Err(ShardError::Deadline(
+                        out.failed.into_iter().map(|f| f.0).collect(),
+                    ))
                 } else {
                     Err(ShardError::ShardsFailed(
-                        out.failed.into_iter().map(|(s, f)| (s, f.to_string())).collect(),
+                        out.failed
+                            .into_iter()
+                            .map(|(s, f)| (s, f.to_string()))
+                            .collect(),
                     ))
                 }
             }
-            FailurePolicy::Partial { min_ok } if out.results.len() < min_ok => Err(ShardError::ShardsFailed(
-                out.failed.into_iter().map(|(s, f)| (s, f.to_string())).collect(),
-            )),
+            FailurePolicy::Partial { min_ok } if out.results.len() < min_ok => {
+                Err(ShardError::ShardsFailed(
+                    out.failed
+                        .into_iter()
+                        .map(|(s, f)| (s, f.to_string()))
+                        .collect(),
+                ))
+            }
             _ => Ok(out),
         }
     }

@@ -188,7 +188,9 @@ impl SlotMap {
         let mut owners = vec![u32::MAX; usize::from(SLOT_COUNT)];
         for &(start, end, node) in ranges {
             if start > end || end >= SLOT_COUNT {
-                return Err(ShardError::InvalidSlots(format!("bad slot range {start}-{end}")));
+                return Err(ShardError::InvalidSlots(format!(
+                    "bad slot range {start}-{end}"
+                )));
             }
             if node as usize >= nodes.len() {
                 return Err(ShardError::OutOfBounds {
@@ -289,12 +291,18 @@ mod tests {
             for &b in bytes {
                 crc ^= u16::from(b) << 8;
                 for _ in 0..8 {
-                    crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+                    crc = if crc & 0x8000 != 0 {
+                        (crc << 1) ^ 0x1021
+                    } else {
+                        crc << 1
+                    };
                 }
             }
             crc
         }
-        let data: Vec<u8> = (0..300u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let data: Vec<u8> = (0..300u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
         for len in 0..data.len() {
             assert_eq!(crc16(&data[..len]), bitwise(&data[..len]), "len {len}");
         }

@@ -33,7 +33,9 @@ impl WorkerPool {
     /// A pool of `threads` workers (at least 1).
     pub fn new(threads: usize) -> ShardResult<Self> {
         if threads == 0 {
-            return Err(ShardError::InvalidConfig("a pool needs at least one thread".into()));
+            return Err(ShardError::InvalidConfig(
+                "a pool needs at least one thread".into(),
+            ));
         }
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
@@ -134,12 +136,18 @@ impl WorkerPool {
         // A missing result means its job panicked.
         out.into_iter()
             .enumerate()
-            .map(|(i, r)| r.ok_or_else(|| ShardError::ShardsFailed(vec![(i, "map task panicked".into())])))
+            .map(|(i, r)| {
+                r.ok_or_else(|| ShardError::ShardsFailed(vec![(i, "map task panicked".into())]))
+            })
             .collect()
     }
 
     /// Sorts `items` by sorting `shards` chunks in parallel and k-way merging them.
-    pub fn merge_sort<T: Ord + Send + 'static>(&self, items: Vec<T>, shards: usize) -> ShardResult<Vec<T>> {
+    pub fn merge_sort<T: Ord + Send + 'static>(
+        &self,
+        items: Vec<T>,
+        shards: usize,
+    ) -> ShardResult<Vec<T>> {
         let len = items.len();
         let runs = self.map_shards(items, shards, |mut chunk: Vec<T>| {
             chunk.sort();
@@ -165,20 +173,35 @@ mod tests {
     #[test]
     fn panicking_map_is_an_error_and_the_pool_survives() {
         let pool = WorkerPool::new(2).unwrap();
-        let r = pool.map_reduce(vec![1, 2, 3, 4], 4, |c: Vec<i32>| {
-            assert!(c[0] != 3, "boom");
-            c[0]
-        }, |a, b| a + b);
+        let r = pool.map_reduce(
+            vec![1, 2, 3, 4],
+            4,
+            |c: Vec<i32>| {
+                assert!(c[0] != 3, "boom");
+                c[0]
+            },
+            |a, b| a + b,
+        );
         assert!(matches!(r, Err(ShardError::ShardsFailed(_))));
-        assert_eq!(pool.map_reduce(vec![1, 2], 2, |c: Vec<i32>| c[0], |a, b| a + b).unwrap(), Some(3));
+        assert_eq!(
+            pool.map_reduce(vec![1, 2], 2, |c: Vec<i32>| c[0], |a, b| a + b)
+                .unwrap(),
+            Some(3)
+        );
         assert!(WorkerPool::new(0).is_err());
-        assert_eq!(pool.map_reduce(Vec::<u8>::new(), 3, |c| c.len(), |a, b| a + b).unwrap(), None);
+        assert_eq!(
+            pool.map_reduce(Vec::<u8>::new(), 3, |c| c.len(), |a, b| a + b)
+                .unwrap(),
+            None
+        );
     }
 
     #[test]
     fn merge_sort_sorts() {
         let pool = WorkerPool::new(3).unwrap();
-        let v: Vec<u32> = (0..10_000u32).map(|i| i.wrapping_mul(2_654_435_761) % 977).collect();
+        let v: Vec<u32> = (0..10_000u32)
+            .map(|i| i.wrapping_mul(2_654_435_761) % 977)
+            .collect();
         let mut want = v.clone();
         want.sort();
         assert_eq!(pool.merge_sort(v, 7).unwrap(), want);

@@ -4,8 +4,8 @@
 
 use kuai_core::Partitioner;
 use kuai_shard::{
-    Assignment, Composite, HashRing, JumpHash, Maglev, ModuloHash, Node, RangePartitioner, Rendezvous, ShardError,
-    SlotMap, SlotPartitioner,
+    Assignment, Composite, HashRing, JumpHash, Maglev, ModuloHash, Node, RangePartitioner,
+    Rendezvous, ShardError, SlotMap, SlotPartitioner,
 };
 use proptest::prelude::*;
 
@@ -103,7 +103,8 @@ proptest! {
 
 #[test]
 fn composite_keeps_a_users_time_range_together() {
-    let months = RangePartitioner::from_split_points(vec![202_402u32, 202_403, 202_404, 202_405]).unwrap();
+    let months =
+        RangePartitioner::from_split_points(vec![202_402u32, 202_403, 202_404, 202_405]).unwrap();
     let p = Composite::new(JumpHash::new(16).unwrap(), months);
     assert_eq!(Partitioner::<(u64, u32)>::partition_count(&p), 80);
     for user in 0..200u64 {
@@ -118,12 +119,32 @@ fn composite_keeps_a_users_time_range_together() {
 
 #[test]
 fn construction_rejects_bad_input() {
-    assert_eq!(JumpHash::new(0).err().map(|e| matches!(e, ShardError::EmptyNodeSet(_))), Some(true));
-    assert!(matches!(HashRing::new(["a", "a"], 4), Err(ShardError::DuplicateNode(_))));
-    assert!(matches!(Rendezvous::new([Node::weighted("a", 0)]), Err(ShardError::ZeroWeight(_))));
-    assert!(matches!(Maglev::new(Vec::<Node>::new()), Err(ShardError::EmptyNodeSet(_))));
-    assert!(matches!(SlotMap::balanced(["x", "x"]), Err(ShardError::DuplicateNode(_))));
-    assert!(matches!(ModuloHash::new(0), Err(ShardError::EmptyNodeSet(_))));
+    assert_eq!(
+        JumpHash::new(0)
+            .err()
+            .map(|e| matches!(e, ShardError::EmptyNodeSet(_))),
+        Some(true)
+    );
+    assert!(matches!(
+        HashRing::new(["a", "a"], 4),
+        Err(ShardError::DuplicateNode(_))
+    ));
+    assert!(matches!(
+        Rendezvous::new([Node::weighted("a", 0)]),
+        Err(ShardError::ZeroWeight(_))
+    ));
+    assert!(matches!(
+        Maglev::new(Vec::<Node>::new()),
+        Err(ShardError::EmptyNodeSet(_))
+    ));
+    assert!(matches!(
+        SlotMap::balanced(["x", "x"]),
+        Err(ShardError::DuplicateNode(_))
+    ));
+    assert!(matches!(
+        ModuloHash::new(0),
+        Err(ShardError::EmptyNodeSet(_))
+    ));
     let core: kuai_core::Error = ShardError::DuplicateNode("a".into()).into();
     assert_eq!(core.kind(), kuai_core::ErrorKind::InvalidInput);
 }

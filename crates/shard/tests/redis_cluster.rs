@@ -42,7 +42,10 @@ impl Drop for ClusterGuard {
 
 impl ClusterGuard {
     fn addrs(&self) -> Vec<String> {
-        self.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect()
+        self.ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect()
     }
 }
 
@@ -60,7 +63,11 @@ fn spare_ports() -> Vec<u16> {
         }
         p += 1;
     }
-    assert_eq!(out.len(), 3, "no spare loopback ports between 7101 and 7900");
+    assert_eq!(
+        out.len(),
+        3,
+        "no spare loopback ports between 7101 and 7900"
+    );
     out
 }
 
@@ -99,8 +106,20 @@ fn start_cluster() -> ClusterGuard {
         guard.dirs.push(dir.clone());
         let child = Command::new("redis-server")
             .args(["--port", &p.to_string(), "--bind", "127.0.0.1"])
-            .args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
-            .args(["--cluster-node-timeout", "5000", "--appendonly", "no", "--save", ""])
+            .args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+            ])
+            .args([
+                "--cluster-node-timeout",
+                "5000",
+                "--appendonly",
+                "no",
+                "--save",
+                "",
+            ])
             .args(["--daemonize", "no", "--protected-mode", "no"])
             .arg("--dir")
             .arg(&dir)
@@ -113,11 +132,19 @@ fn start_cluster() -> ClusterGuard {
         guard.nodes.push(child);
     }
     for addr in guard.addrs() {
-        wait_until(&format!("redis-server at {addr}"), Duration::from_secs(15), || {
-            connect_node(&addr, Duration::from_secs(1))
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c).map_err(|e| kuai_shard::ShardError::Backend(e.to_string())))
-                .is_ok()
-        });
+        wait_until(
+            &format!("redis-server at {addr}"),
+            Duration::from_secs(15),
+            || {
+                connect_node(&addr, Duration::from_secs(1))
+                    .and_then(|mut c| {
+                        redis::cmd("PING")
+                            .query::<String>(&mut c)
+                            .map_err(|e| kuai_shard::ShardError::Backend(e.to_string()))
+                    })
+                    .is_ok()
+            },
+        );
     }
     let out = Command::new("redis-cli")
         .arg("--cluster")
@@ -133,20 +160,28 @@ fn start_cluster() -> ClusterGuard {
         String::from_utf8_lossy(&out.stderr)
     );
     let first = guard.addrs()[0].clone();
-    wait_until("the cluster to agree on its slots", Duration::from_secs(30), || {
-        Command::new("redis-cli")
-            .args(["--cluster", "check", &first])
-            .output()
-            .is_ok_and(|o| {
-                let s = String::from_utf8_lossy(&o.stdout);
-                o.status.success() && s.contains("All nodes agree") && s.contains("All 16384 slots covered")
-            })
-    });
+    wait_until(
+        "the cluster to agree on its slots",
+        Duration::from_secs(30),
+        || {
+            Command::new("redis-cli")
+                .args(["--cluster", "check", &first])
+                .output()
+                .is_ok_and(|o| {
+                    let s = String::from_utf8_lossy(&o.stdout);
+                    o.status.success()
+                        && s.contains("All nodes agree")
+                        && s.contains("All 16384 slots covered")
+                })
+        },
+    );
     guard
 }
 
 fn slot_owners(t: &RoutingTable) -> Vec<String> {
-    (0..16_384u32).map(|s| t.owner(s).unwrap_or("").to_string()).collect()
+    (0..16_384u32)
+        .map(|s| t.owner(s).unwrap_or("").to_string())
+        .collect()
 }
 
 fn check_keyslot(addr: &str) {
@@ -191,7 +226,10 @@ fn check_tables(addrs: &[String]) -> Vec<String> {
         let mut c = connect_node(a, Duration::from_secs(5)).unwrap();
         let by_slots = slot_owners(&RedisCluster::load_table(&mut c, false).unwrap());
         let by_shards = slot_owners(&RedisCluster::load_table(&mut c, true).unwrap());
-        assert_eq!(by_slots, by_shards, "CLUSTER SLOTS and CLUSTER SHARDS disagree on {a}");
+        assert_eq!(
+            by_slots, by_shards,
+            "CLUSTER SLOTS and CLUSTER SHARDS disagree on {a}"
+        );
         if let Some(f) = &first {
             assert_eq!(f, &by_slots, "nodes disagree on the slot table");
         }
@@ -206,19 +244,31 @@ fn check_tables(addrs: &[String]) -> Vec<String> {
 fn check_routing(cluster: &RedisCluster, addrs: &[String]) {
     for i in 0..2000u32 {
         let key = format!("route:{i}");
-        cluster.set(key.as_bytes(), i.to_string().as_bytes()).unwrap();
+        cluster
+            .set(key.as_bytes(), i.to_string().as_bytes())
+            .unwrap();
     }
-    assert_eq!(cluster.router().stats().moved, 0, "a fresh table routes without redirects");
+    assert_eq!(
+        cluster.router().stats().moved,
+        0,
+        "a fresh table routes without redirects"
+    );
     // Each key is on the node kuai routed it to, and only there.
-    let mut conns: Vec<(String, redis::Connection)> =
-        addrs.iter().map(|a| (a.clone(), connect_node(a, Duration::from_secs(5)).unwrap())).collect();
+    let mut conns: Vec<(String, redis::Connection)> = addrs
+        .iter()
+        .map(|a| (a.clone(), connect_node(a, Duration::from_secs(5)).unwrap()))
+        .collect();
     for i in (0..2000u32).step_by(7) {
         let key = format!("route:{i}");
         let owner = cluster.owner_of(key.as_bytes());
         for (addr, conn) in &mut conns {
             let r: redis::RedisResult<Option<String>> = redis::cmd("GET").arg(&key).query(conn);
             if *addr == owner {
-                assert_eq!(r.unwrap(), Some(i.to_string()), "{key} missing on its owner {owner}");
+                assert_eq!(
+                    r.unwrap(),
+                    Some(i.to_string()),
+                    "{key} missing on its owner {owner}"
+                );
             } else {
                 let e = r.expect_err("a non-owner must redirect");
                 assert_eq!(e.code(), Some("MOVED"), "{key} on {addr}: {e}");
@@ -242,12 +292,18 @@ fn check_live_reshard(addrs: &[String], owners_before: &[String]) {
     let cluster = Arc::new(RedisCluster::connect(&[addrs[0].as_str()]).unwrap());
     // Data to migrate.
     for i in 0..3000u64 {
-        cluster.set(format!("live:{i}").as_bytes(), format!("v{i}").as_bytes()).unwrap();
+        cluster
+            .set(format!("live:{i}").as_bytes(), format!("v{i}").as_bytes())
+            .unwrap();
     }
     let written = Arc::new(AtomicU64::new(3000));
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
-        let (cluster, written, stop) = (Arc::clone(&cluster), Arc::clone(&written), Arc::clone(&stop));
+        let (cluster, written, stop) = (
+            Arc::clone(&cluster),
+            Arc::clone(&written),
+            Arc::clone(&stop),
+        );
         std::thread::spawn(move || -> Result<(), String> {
             let mut i = written.load(Ordering::Acquire);
             let mut reads = 0u64;
@@ -267,7 +323,9 @@ fn check_live_reshard(addrs: &[String], owners_before: &[String]) {
                 while !wanted(j) {
                     j -= 1;
                 }
-                let got = cluster.get(format!("live:{j}").as_bytes()).map_err(|e| format!("GET live:{j}: {e}"))?;
+                let got = cluster
+                    .get(format!("live:{j}").as_bytes())
+                    .map_err(|e| format!("GET live:{j}: {e}"))?;
                 if got != Some(format!("v{j}").into_bytes()) {
                     return Err(format!("live:{j} read {got:?} during the reshard"));
                 }
@@ -281,11 +339,19 @@ fn check_live_reshard(addrs: &[String], owners_before: &[String]) {
     let out = Command::new("redis-cli")
         .args(["--cluster", "reshard", &addrs[0]])
         .args(["--cluster-from", &from, "--cluster-to", &to])
-        .args(["--cluster-slots", "1500", "--cluster-yes", "--cluster-pipeline", "5"])
+        .args([
+            "--cluster-slots",
+            "1500",
+            "--cluster-yes",
+            "--cluster-pipeline",
+            "5",
+        ])
         .output();
     let before_stop = written.load(Ordering::Acquire);
     stop.store(true, Ordering::Release);
-    let writer_result = writer.join().unwrap_or_else(|_| Err("writer panicked".into()));
+    let writer_result = writer
+        .join()
+        .unwrap_or_else(|_| Err("writer panicked".into()));
     let out = out.unwrap_or_else(|e| panic!("running redis-cli --cluster reshard: {e}"));
     assert!(
         out.status.success(),
@@ -295,9 +361,15 @@ fn check_live_reshard(addrs: &[String], owners_before: &[String]) {
     );
     writer_result.unwrap_or_else(|e| panic!("{e}"));
     let total = written.load(Ordering::Acquire);
-    assert!(total > 3000, "the writer should have written during the reshard ({before_stop})");
+    assert!(
+        total > 3000,
+        "the writer should have written during the reshard ({before_stop})"
+    );
     let stats = cluster.router().stats();
-    assert!(stats.moved + stats.asked > 0, "a stale table must have been redirected: {stats:?}");
+    assert!(
+        stats.moved + stats.asked > 0,
+        "a stale table must have been redirected: {stats:?}"
+    );
 
     // Zero lost or misrouted writes: every key has its value, and the cluster
     // holds exactly the keys written (route:* from the earlier step included).
@@ -308,7 +380,11 @@ fn check_live_reshard(addrs: &[String], owners_before: &[String]) {
         let got = fresh.get(format!("live:{i}").as_bytes()).unwrap();
         assert_eq!(got, Some(format!("v{i}").into_bytes()), "live:{i} lost");
     }
-    assert_eq!(fresh.router().stats().moved, 0, "keys sit where the fresh table says");
+    assert_eq!(
+        fresh.router().stats().moved,
+        0,
+        "keys sit where the fresh table says"
+    );
     let mut keys = 0u64;
     for a in addrs {
         let mut c = connect_node(a, Duration::from_secs(5)).unwrap();
@@ -318,8 +394,14 @@ fn check_live_reshard(addrs: &[String], owners_before: &[String]) {
     // And the tables agree again, with the moved slots on the new owner.
     let owners = check_tables(addrs);
     let count = |o: &[String], a: &String| o.iter().filter(|x| *x == a).count();
-    assert_eq!(count(&owners, &addrs[1]), count(owners_before, &addrs[1]) + 1500);
-    assert_eq!(count(&owners, &addrs[0]) + 1500, count(owners_before, &addrs[0]));
+    assert_eq!(
+        count(&owners, &addrs[1]),
+        count(owners_before, &addrs[1]) + 1500
+    );
+    assert_eq!(
+        count(&owners, &addrs[0]) + 1500,
+        count(owners_before, &addrs[0])
+    );
     eprintln!("reshard: {expected} keys written, router stats {stats:?}");
 }
 

@@ -8,20 +8,31 @@ use std::sync::{Arc, Mutex};
 use kuai_core::Partitioner;
 use kuai_shard::{Redirect, Router, RoutingTable, ShardError, SlotMap, SlotPartitioner};
 
+type Stores = HashMap<String, HashMap<String, String>>;
+
 /// A toy cluster with Redis's rules: each node checks the authoritative table.
 struct LocalCluster {
-    inner: Mutex<(RoutingTable, HashMap<String, HashMap<String, String>>)>,
+    inner: Mutex<(RoutingTable, Stores)>,
 }
 
 impl LocalCluster {
     fn new(table: RoutingTable, nodes: &[&str]) -> Self {
-        let stores = nodes.iter().map(|n| (n.to_string(), HashMap::new())).collect();
+        let stores = nodes
+            .iter()
+            .map(|n| (n.to_string(), HashMap::new()))
+            .collect();
         LocalCluster {
             inner: Mutex::new((table, stores)),
         }
     }
 
-    fn handle(&self, node: &str, asking: bool, key: &str, write: Option<&str>) -> Result<Option<String>, Redirect> {
+    fn handle(
+        &self,
+        node: &str,
+        asking: bool,
+        key: &str,
+        write: Option<&str>,
+    ) -> Result<Option<String>, Redirect> {
         let mut g = self.inner.lock().unwrap();
         let (table, stores) = &mut *g;
         let slot = SlotPartitioner.partition(key);
@@ -49,7 +60,10 @@ impl LocalCluster {
             // One key per critical section, so client requests interleave.
             let mut g = self.inner.lock().unwrap();
             let (_, stores) = &mut *g;
-            let key = stores[&from].keys().find(|k| SlotPartitioner.partition(k.as_str()) == slot).cloned();
+            let key = stores[&from]
+                .keys()
+                .find(|k| SlotPartitioner.partition(k.as_str()) == slot)
+                .cloned();
             match key {
                 Some(k) => {
                     let v = stores.get_mut(&from).unwrap().remove(&k).unwrap();
@@ -58,19 +72,34 @@ impl LocalCluster {
                 None => break,
             }
         }
-        self.inner.lock().unwrap().0.complete_migration(slot).unwrap();
+        self.inner
+            .lock()
+            .unwrap()
+            .0
+            .complete_migration(slot)
+            .unwrap();
     }
 }
 
-fn client_op(router: &Router<SlotPartitioner>, cluster: &LocalCluster, key: &str, write: Option<&str>) -> Result<Option<String>, ShardError> {
-    router.execute(key, 8, |route| Ok(cluster.handle(&route.node, route.asking, key, write)))
+fn client_op(
+    router: &Router<SlotPartitioner>,
+    cluster: &LocalCluster,
+    key: &str,
+    write: Option<&str>,
+) -> Result<Option<String>, ShardError> {
+    router.execute(key, 8, |route| {
+        Ok(cluster.handle(&route.node, route.asking, key, write))
+    })
 }
 
 #[test]
 fn stale_routers_are_redirected_never_served_wrong_data() {
     let nodes = ["a", "b", "c"];
     let map = SlotMap::balanced(nodes).unwrap();
-    let cluster = Arc::new(LocalCluster::new(RoutingTable::from_slot_map(1, &map), &nodes));
+    let cluster = Arc::new(LocalCluster::new(
+        RoutingTable::from_slot_map(1, &map),
+        &nodes,
+    ));
 
     // Pre-load keys whose slots will move.
     let seed_router = Router::new(SlotPartitioner, cluster.table());
@@ -123,7 +152,10 @@ fn stale_routers_are_redirected_never_served_wrong_data() {
         let got = client_op(&stale, &cluster, &format!("k{i}"), None).unwrap();
         assert_eq!(got, Some(format!("v{i}")));
     }
-    assert!(stale.stats().moved > 0, "the stale router must have been redirected");
+    assert!(
+        stale.stats().moved > 0,
+        "the stale router must have been redirected"
+    );
     let fresh = Router::new(SlotPartitioner, cluster.table());
     for (n, key) in written.iter().enumerate() {
         let got = client_op(&fresh, &cluster, key, None).unwrap();
@@ -139,13 +171,24 @@ fn stale_routers_are_redirected_never_served_wrong_data() {
 fn router_refuses_older_tables_and_learns_from_moved() {
     let map = SlotMap::balanced(["a", "b"]).unwrap();
     let router = Router::new(SlotPartitioner, RoutingTable::from_slot_map(3, &map));
-    assert!(router.install(RoutingTable::from_slot_map(2, &map)).is_err());
+    assert!(
+        router
+            .install(RoutingTable::from_slot_map(2, &map))
+            .is_err()
+    );
     let slot = SlotPartitioner.partition("foo");
-    let r = router.follow(&Redirect::Moved { partition: slot, node: "z".into(), epoch: 9 });
+    let r = router.follow(&Redirect::Moved {
+        partition: slot,
+        node: "z".into(),
+        epoch: 9,
+    });
     assert_eq!(&*r.node, "z");
     assert_eq!(router.epoch(), 9);
     assert_eq!(&*router.route("foo").node, "z");
     // ASK does not change the table.
-    router.follow(&Redirect::Ask { partition: slot, node: "y".into() });
+    router.follow(&Redirect::Ask {
+        partition: slot,
+        node: "y".into(),
+    });
     assert_eq!(&*router.route("foo").node, "z");
 }

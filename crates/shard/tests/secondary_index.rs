@@ -10,7 +10,11 @@ use kuai_shard::{GlobalIndex, LocalIndex};
 fn local_index_reads_its_writes_but_scatters() {
     let idx = LocalIndex::new(8).unwrap();
     for id in 0..100u64 {
-        let tag = if id % 2 == 0 { "pentakill" } else { "triplekill" };
+        let tag = if id % 2 == 0 {
+            "pentakill"
+        } else {
+            "triplekill"
+        };
         idx.insert(id, [tag, "libai"]);
         // Read-after-write: the write is in the index the moment insert returns.
         let r = idx.query(tag);
