@@ -466,8 +466,8 @@ fn bench_movement(s: &mut Section) {
 /// 16 shards each holding `rows` sorted rows; the query asks for a deep page.
 fn bench_scatter_merge(s: &mut Section) {
     let shards = 16usize;
-    let rows = s.pick(50_000usize, 200_000);
-    let page = Page::new(s.pick(20_000, 100_000), 100);
+    let rows = s.pick(50_000usize, 400_000);
+    let page = Page::new(s.pick(10_000, 50_000), 100);
     let runs = s.pick(3, 5);
     // Interleaved keys so every shard contributes to every page.
     let data: Vec<Vec<u64>> = (0..shards)
