@@ -39,6 +39,27 @@ impl<O, I> Composite<O, I> {
         Composite { outer, inner }
     }
 
+    /// Like [`new`](Self::new), but fails if `outer × inner` partitions do
+    /// not fit in a `u32`.
+    pub fn checked<A, B>(outer: O, inner: I) -> crate::error::ShardResult<Self>
+    where
+        A: ?Sized,
+        B: ?Sized,
+        O: Partitioner<A>,
+        I: Partitioner<B>,
+    {
+        if outer
+            .partition_count()
+            .checked_mul(inner.partition_count())
+            .is_none()
+        {
+            return Err(crate::error::ShardError::InvalidConfig(
+                "composite partition count overflows u32".into(),
+            ));
+        }
+        Ok(Composite { outer, inner })
+    }
+
     /// The outer (first key part) partitioner.
     pub fn outer(&self) -> &O {
         &self.outer
@@ -71,7 +92,12 @@ where
 {
     #[inline]
     fn partition(&self, key: &(A, B)) -> PartitionId {
-        self.outer.partition(&key.0) * self.inner.partition_count() + self.inner.partition(&key.1)
+        // Wrapping: never panics; the product of the counts must fit in u32
+        // (checked by `Composite::checked`).
+        self.outer
+            .partition(&key.0)
+            .wrapping_mul(self.inner.partition_count())
+            .wrapping_add(self.inner.partition(&key.1))
     }
 
     fn partition_count(&self) -> u32 {

@@ -18,6 +18,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Queued index updates beyond which a write applies the backlog itself
+/// (memory stays bounded even under a write burst shorter than the lag bound).
+pub const MAX_PENDING: usize = 1 << 16;
+
 /// The answer of an index query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexRead {
@@ -125,7 +129,8 @@ struct Pending {
 ///
 /// The lag is visible in every [`IndexRead`] and bounded: a query or write
 /// that finds an update older than `max_lag` applies the backlog first, so no
-/// read ever misses a write older than `max_lag`.
+/// read ever misses a write older than `max_lag`; the queue never holds more
+/// than [`MAX_PENDING`] updates.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -232,7 +237,7 @@ impl GlobalIndex {
     fn enforce_bound(&self) {
         let over = {
             let q = lock(&self.queue);
-            !q.is_empty() && self.oldest_age(&q) >= self.max_lag
+            q.len() > MAX_PENDING || (!q.is_empty() && self.oldest_age(&q) >= self.max_lag)
         };
         if over {
             self.apply_pending(usize::MAX);

@@ -93,7 +93,7 @@ mod task;
 
 pub use composite::Composite;
 pub use error::{ShardError, ShardResult};
-pub use index::{Applier, GlobalIndex, IndexRead, LocalIndex};
+pub use index::{Applier, GlobalIndex, IndexRead, LocalIndex, MAX_PENDING};
 pub use jump::{JumpHash, jump_consistent_hash};
 pub use key_hash::{KeyHasher, hash_key, hash_key_seeded, mix64};
 pub use kuai_core::Error;
@@ -102,7 +102,7 @@ pub use merge::{Aggregate, Page, merge_sorted_by};
 pub use modulo::ModuloHash;
 pub use node::Node;
 pub use range::{DynamicRanges, RangeChange, RangePartitioner};
-pub use rebalance::{Assignment, Migration, Move, MovePlan, WriteTargets};
+pub use rebalance::{Assignment, MAX_PARTITIONS, Migration, Move, MovePlan, WriteTargets};
 #[cfg(feature = "redis")]
 pub use redis_cluster::{RedisCluster, connect_node, parse_cluster_shards, parse_cluster_slots};
 pub use rendezvous::Rendezvous;

@@ -77,7 +77,14 @@ impl Maglev {
             min_size
         };
         let total_weight: u64 = nodes.iter().map(|n| u64::from(n.weight())).sum();
-        let m = next_prime(want.max(total_weight).max(2));
+        let want = want.max(total_weight).max(2);
+        // Checked before searching for a prime, so huge sizes fail fast.
+        if want > (1 << 26) - 1000 {
+            return Err(ShardError::InvalidConfig(format!(
+                "maglev table of {want} entries is too large (max 2^26)"
+            )));
+        }
+        let m = next_prime(want);
         if m > 1 << 26 {
             return Err(ShardError::InvalidConfig(format!(
                 "maglev table of {m} entries is too large (max 2^26)"
@@ -189,6 +196,14 @@ mod tests {
             .unwrap();
         let b = m.table.iter().filter(|&&o| o == 1).count();
         assert!((750..=760).contains(&b), "{b}");
+    }
+
+    #[test]
+    fn huge_tables_are_refused() {
+        assert!(Maglev::with_table_size(["a"], u64::MAX).is_err());
+        assert!(
+            Maglev::new([Node::weighted("a", u32::MAX), Node::weighted("b", u32::MAX)]).is_err()
+        );
     }
 
     #[test]

@@ -7,6 +7,9 @@ use kuai_core::PartitionId;
 use crate::error::{ShardError, ShardResult};
 use crate::node::{Node, check_nodes};
 
+/// The most partitions an [`Assignment`] accepts (16 M).
+pub const MAX_PARTITIONS: u32 = 1 << 24;
+
 /// Which node owns each of a fixed number of partitions ("fixed partitions"
 /// rebalancing: create many more partitions than nodes — e.g. Redis's 16384
 /// slots — and move whole partitions when nodes come and go).
@@ -122,7 +125,10 @@ impl Assignment {
     {
         let nodes: Vec<Node> = nodes.into_iter().map(Into::into).collect();
         check_nodes(&nodes, "assignment needs at least one node")?;
-        if owners.is_empty() || u32::try_from(owners.len()).is_err() {
+        if owners.len() > MAX_PARTITIONS as usize {
+            return Err(ShardError::InvalidConfig("too many partitions".into()));
+        }
+        if owners.is_empty() {
             return Err(ShardError::EmptyNodeSet(
                 "assignment needs at least one partition",
             ));
