@@ -60,7 +60,7 @@
 //!
 //! # Feature flags
 //!
-//! - `redis` (off by default): [`RedisCluster`], a Redis Cluster client
+//! - `redis` (off by default): `RedisCluster`, a Redis Cluster client
 //!   whose slot routing is this crate's (slot table from `CLUSTER SLOTS` /
 //!   `CLUSTER SHARDS`, `MOVED` patches the table, `ASK` is followed with
 //!   `ASKING`); the `redis` crate is only the wire client. Its integration
