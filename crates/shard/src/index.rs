@@ -178,6 +178,16 @@ impl GlobalIndex {
         })
     }
 
+    /// A builder: 8 data shards, 8 index partitions, 100 ms lag bound, system clock.
+    pub fn builder() -> GlobalIndexBuilder {
+        GlobalIndexBuilder {
+            data_shards: 8,
+            index_partitions: 8,
+            max_lag: Duration::from_millis(100),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
     /// A global index on the system clock.
     pub fn with_system_clock(
         data_shards: u32,
@@ -303,6 +313,67 @@ impl GlobalIndex {
             stop,
             handle: Some(handle),
         })
+    }
+}
+
+/// Configures a [`GlobalIndex`].
+///
+/// ```
+/// use std::time::Duration;
+/// use kuai_shard::GlobalIndex;
+/// let idx = GlobalIndex::builder()
+///     .data_shards(16)
+///     .index_partitions(4)
+///     .max_lag(Duration::from_millis(50))
+///     .build()?;
+/// idx.insert(1, ["a"]);
+/// # Ok::<(), kuai_shard::ShardError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct GlobalIndexBuilder {
+    data_shards: u32,
+    index_partitions: u32,
+    max_lag: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+impl GlobalIndexBuilder {
+    /// Number of document shards.
+    #[must_use]
+    pub fn data_shards(mut self, n: u32) -> Self {
+        self.data_shards = n;
+        self
+    }
+
+    /// Number of term partitions of the index.
+    #[must_use]
+    pub fn index_partitions(mut self, n: u32) -> Self {
+        self.index_partitions = n;
+        self
+    }
+
+    /// The staleness bound.
+    #[must_use]
+    pub fn max_lag(mut self, lag: Duration) -> Self {
+        self.max_lag = lag;
+        self
+    }
+
+    /// The clock the lag is measured with (a `ManualClock` in tests).
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Builds the index (zero shards or partitions are errors).
+    pub fn build(self) -> ShardResult<GlobalIndex> {
+        GlobalIndex::new(
+            self.data_shards,
+            self.index_partitions,
+            self.max_lag,
+            self.clock,
+        )
     }
 }
 

@@ -93,7 +93,7 @@ mod task;
 
 pub use composite::Composite;
 pub use error::{ShardError, ShardResult};
-pub use index::{Applier, GlobalIndex, IndexRead, LocalIndex, MAX_PENDING};
+pub use index::{Applier, GlobalIndex, GlobalIndexBuilder, IndexRead, LocalIndex, MAX_PENDING};
 pub use jump::{JumpHash, jump_consistent_hash};
 pub use key_hash::{KeyHasher, hash_key, hash_key_seeded, mix64};
 pub use kuai_core::Error;
