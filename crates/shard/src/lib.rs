@@ -94,7 +94,7 @@ mod task;
 pub use composite::Composite;
 pub use error::{ShardError, ShardResult};
 pub use index::{Applier, GlobalIndex, GlobalIndexBuilder, IndexRead, LocalIndex, MAX_PENDING};
-pub use jump::{JumpHash, jump_consistent_hash};
+pub use jump::{JumpHash, jump_consistent_hash, jump_consistent_hash_reference};
 pub use key_hash::{KeyHasher, hash_key, hash_key_seeded, mix64};
 pub use kuai_core::Error;
 pub use maglev::Maglev;
