@@ -122,6 +122,30 @@ fn bench_lookups(s: &mut Section) {
             "target ≥ 1.0× jumphash"
         };
         lookup_row(s, "jump", n, "jumphash 0.1.9", keys.len(), runs, res, note);
+        if n == 1000 {
+            // Where the speed comes from: the same hash, reference double step vs exact integer step.
+            let res = JumpHash::new(n).map_err(|e| e.to_string()).map(|j| {
+                min_pair(
+                    runs,
+                    || {
+                        per_key(&keys, |k| {
+                            kuai::shard::jump_consistent_hash_reference(kuai::shard::hash_key(k), n)
+                        })
+                    },
+                    || per_key(&keys, |k| j.partition(k)),
+                )
+            });
+            lookup_row(
+                s,
+                "jump step: integer vs double",
+                n,
+                "kuai jump with the reference double step",
+                keys.len(),
+                runs,
+                res,
+                "same hash and key sequence; only the step arithmetic differs",
+            );
+        }
 
         // Ring with 100 vnodes per node vs `hashring` with the same points.
         let vn = 100u32;
