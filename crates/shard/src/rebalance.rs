@@ -68,8 +68,11 @@ impl MovePlan {
     }
 }
 
-/// Largest-remainder quotas of `partitions` by weight; ties go to nodes that
-/// already hold more, so fewer partitions move.
+/// Per-node quotas of `partitions` by weight: each node gets the floor of its
+/// exact share, and the leftover units go first to nodes that already hold
+/// more than their floor (each such unit is one partition that need not
+/// move), then to the most underloaded nodes. Every quota is within one of
+/// the exact share, and the plan built on them moves the fewest partitions.
 fn quotas(partitions: u32, nodes: &[Node], current: &[u64]) -> Vec<u64> {
     let total: u64 = nodes.iter().map(|n| u64::from(n.weight())).sum();
     let p = u64::from(partitions);
@@ -79,10 +82,16 @@ fn quotas(partitions: u32, nodes: &[Node], current: &[u64]) -> Vec<u64> {
         .collect();
     let mut left = p - q.iter().sum::<u64>();
     let mut order: Vec<usize> = (0..nodes.len()).collect();
-    // Fractional part numerator: (p * w) mod total.
     order.sort_by_key(|&i| {
-        let frac = p * u64::from(nodes[i].weight()) % total;
-        (std::cmp::Reverse(frac), std::cmp::Reverse(current[i]), i)
+        let surplus = current[i] > q[i];
+        let priority: i128 = if surplus {
+            i128::from(current[i] - q[i])
+        } else {
+            // Exact share minus current holding, scaled by `total`.
+            i128::from(p * u64::from(nodes[i].weight()))
+                - i128::from(current[i]) * i128::from(total)
+        };
+        (std::cmp::Reverse(surplus), std::cmp::Reverse(priority), i)
     });
     for &i in &order {
         if left == 0 {

@@ -65,21 +65,38 @@ proptest! {
     ) {
         let nodes: Vec<Node> = weights.iter().enumerate().map(|(i, &w)| Node::weighted(format!("n{i}"), w)).collect();
         let a = Assignment::new(partitions, nodes.clone()).unwrap();
+        let before = a.counts();
         let plan = a.plan_add(Node::weighted("new", extra)).unwrap();
-        // Only the new node receives partitions, and it receives exactly its quota.
         let target = plan.target();
-        let counts = target.counts();
-        prop_assert!(plan.moves().iter().all(|m| m.to == "new"));
-        prop_assert_eq!(plan.moves().len() as u64, *counts.last().unwrap());
+        let after = target.counts();
+        // Donors only lose, receivers only gain, and nothing moves that need
+        // not: the moves are exactly the holdings that had to change.
+        let mut lost = vec![0u64; after.len()];
+        let mut gained = vec![0u64; after.len()];
+        for m in plan.moves() {
+            let from = target.nodes().iter().position(|n| n.id() == m.from).unwrap();
+            let to = target.nodes().iter().position(|n| n.id() == m.to).unwrap();
+            lost[from] += 1;
+            gained[to] += 1;
+            prop_assert!(from != to);
+        }
+        for i in 0..after.len() {
+            let was = before.get(i).copied().unwrap_or(0);
+            prop_assert!(lost[i] == 0 || gained[i] == 0);
+            prop_assert_eq!(was + gained[i] - lost[i], after[i]);
+        }
         // Shares are within one partition of the weighted ideal.
         let total: u32 = weights.iter().sum::<u32>() + extra;
-        for (node, &c) in target.nodes().iter().zip(&counts) {
+        for (node, &c) in target.nodes().iter().zip(&after) {
             let ideal = f64::from(partitions) * f64::from(node.weight()) / f64::from(total);
             prop_assert!((c as f64 - ideal).abs() < 1.0 + 1e-9, "{} has {} want {}", node.id(), c, ideal);
         }
-        // Removing it again moves exactly those partitions back off it.
+        // The new node gets at least its rounded-down share.
+        let floor_new = u64::from(partitions) * u64::from(extra) / u64::from(total);
+        prop_assert!(after[after.len() - 1] >= floor_new);
+        // Removing it again moves exactly its partitions off it.
         let back = target.plan_remove("new").unwrap();
-        prop_assert_eq!(back.moves().len(), plan.moves().len());
+        prop_assert_eq!(back.moves().len() as u64, after[after.len() - 1]);
     }
 
     #[test]
