@@ -2,9 +2,5 @@
 
 fn main() {
     let section = kuai_benches::Section::from_args("codec");
-    println!(
-        "section {} has no experiments yet (quick: {})",
-        section.name(),
-        section.quick()
-    );
+    println!("section {} has no experiments yet (quick: {})", section.name(), section.quick());
 }
