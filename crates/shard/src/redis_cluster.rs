@@ -176,6 +176,9 @@ impl std::fmt::Debug for RedisCluster {
     }
 }
 
+/// Retries of a transient error (`TRYAGAIN`, `CLUSTERDOWN`, `LOADING`), 10 ms apart.
+const TRANSIENT_RETRIES: u32 = 50;
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -267,37 +270,36 @@ impl RedisCluster {
 
     /// Runs a single-key command on the key's owner, following redirects.
     pub fn query<T: redis::FromRedisValue>(&self, key: &[u8], cmd: &redis::Cmd) -> ShardResult<T> {
-        let mut tryagain = 0u32;
         self.router
             .execute(key, self.max_redirects, |route: &Route| {
                 let conn = self.conn(&route.node)?;
                 let mut conn = lock(&conn);
-                let result: redis::RedisResult<T> = if route.asking {
-                    let mut p = redis::pipe();
-                    p.cmd("ASKING").ignore().add_command(cmd.clone());
-                    p.query::<(T,)>(&mut *conn).map(|(v,)| v)
-                } else {
-                    cmd.query(&mut *conn)
-                };
-                match result {
-                    Ok(v) => Ok(Ok(v)),
-                    Err(e) => {
-                        let line =
-                            format!("{} {}", e.code().unwrap_or(""), e.detail().unwrap_or(""));
-                        if let Some(r) = Redirect::parse_redis(&line) {
-                            return Ok(Err(r));
-                        }
-                        if e.code() == Some("TRYAGAIN") && tryagain < 50 {
-                            // A multi-key op during migration: back off and retry here.
-                            tryagain += 1;
-                            std::thread::sleep(Duration::from_millis(5));
-                            return Ok(Err(Redirect::Ask {
-                                partition: route.partition,
-                                node: route.node.to_string(),
-                            }));
-                        }
-                        Err(backend(&format!("{} on {}", cmd_name(cmd), route.node), e))
+                // Transient cluster states (a multi-key op during migration, a
+                // cluster still converging) are retried on the same node, bounded.
+                let mut attempt = 0u32;
+                loop {
+                    let result: redis::RedisResult<T> = if route.asking {
+                        let mut p = redis::pipe();
+                        p.cmd("ASKING").ignore().add_command(cmd.clone());
+                        p.query::<(T,)>(&mut *conn).map(|(v,)| v)
+                    } else {
+                        cmd.query(&mut *conn)
+                    };
+                    let e = match result {
+                        Ok(v) => return Ok(Ok(v)),
+                        Err(e) => e,
+                    };
+                    let line = format!("{} {}", e.code().unwrap_or(""), e.detail().unwrap_or(""));
+                    if let Some(r) = Redirect::parse_redis(&line) {
+                        return Ok(Err(r));
                     }
+                    let transient =
+                        matches!(e.code(), Some("TRYAGAIN" | "CLUSTERDOWN" | "LOADING"));
+                    if !transient || attempt >= TRANSIENT_RETRIES {
+                        return Err(backend(&format!("{} on {}", cmd_name(cmd), route.node), e));
+                    }
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(10));
                 }
             })
     }

@@ -175,6 +175,23 @@ fn start_cluster() -> ClusterGuard {
                 })
         },
     );
+    for addr in guard.addrs() {
+        wait_until(
+            &format!("cluster_state:ok on {addr}"),
+            Duration::from_secs(30),
+            || {
+                connect_node(&addr, Duration::from_secs(1))
+                    .ok()
+                    .and_then(|mut c| {
+                        redis::cmd("CLUSTER")
+                            .arg("INFO")
+                            .query::<String>(&mut c)
+                            .ok()
+                    })
+                    .is_some_and(|info| info.contains("cluster_state:ok"))
+            },
+        );
+    }
     guard
 }
 
