@@ -628,6 +628,16 @@ fn batching_row(s: &mut Section, rt: &Rt) {
     );
 }
 
+/// user + system CPU seconds of this process, from /proc (Linux).
+fn process_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<f64> = after.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    // After the command name: state is field 3, utime 14, stime 15 (1-based).
+    let get = |i: usize| f.get(i - 4).copied().unwrap_or(f64::NAN);
+    (get(14) + get(15)) / 100.0
+}
+
 fn profile(rt: &Rt, spec: &str) {
     let parts: Vec<&str> = spec.split(',').collect();
     let num = |i: usize, d: u64| parts.get(i).and_then(|p| p.parse().ok()).unwrap_or(d);
@@ -638,16 +648,11 @@ fn profile(rt: &Rt, spec: &str) {
         Some("reuseport") => kuai_echo(AcceptMode::ReusePort),
         _ => kuai_echo(AcceptMode::MainSub),
     };
-    eprintln!("server pid {}", std::process::id());
-    let r = measure(
-        rt,
-        start,
-        conns,
-        depth,
-        Duration::from_millis(200),
-        Duration::from_secs(secs),
-    );
-    println!("{spec}: {r:?}");
+    let cpu0 = process_cpu_secs();
+    let r = measure(rt, start, conns, depth, Duration::from_millis(200), Duration::from_secs(secs));
+    let cpu = process_cpu_secs() - cpu0;
+    let per_req = r.as_ref().map_or(f64::NAN, |l| cpu * 1e6 / (l.rps * (secs as f64 + 0.2)));
+    println!("{spec}: {r:?}; process CPU {cpu:.2} s, ~{per_req:.2} us CPU per request (client + server)");
 }
 
 fn main() {
