@@ -32,6 +32,7 @@ type Rt = tokio::runtime::Runtime;
 fn client_runtime() -> std::io::Result<Rt> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name("load-client")
         .enable_all()
         .build()
 }
@@ -48,7 +49,33 @@ struct Load {
     rps: f64,
     p50_us: f64,
     p99_us: f64,
+    /// On-CPU time of the server's threads per request, in µs.
+    cpu_us: f64,
 }
+
+/// Total on-CPU nanoseconds of this process's threads whose name starts
+/// with one of `prefixes` (from /proc/self/task/*/schedstat).
+fn threads_cpu_ns(prefixes: &[&str]) -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    let mut total = 0;
+    for t in tasks.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if prefixes.iter().any(|p| comm.trim_end().starts_with(p)) {
+            let stat = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+            total += stat
+                .split_whitespace()
+                .next()
+                .and_then(|x| x.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    total
+}
+
+/// Thread-name prefixes of every server kind (the client is `load-client`).
+const SERVER_THREAD_NAMES: &[&str] = &["kuai-io", "kuai-acceptor", "peer-tokio", "peer-tpc"];
 
 /// Closed-loop echo load: each connection writes `depth` frames with one
 /// write, waits for all `depth` responses, repeats.
@@ -71,6 +98,13 @@ fn run_load(
         }
         let m_start = Instant::now() + warm;
         let m_end = m_start + measure;
+        // Sample the server threads' CPU time at the window's edges.
+        let sampler = std::thread::spawn(move || {
+            std::thread::sleep(m_start.saturating_duration_since(Instant::now()));
+            let a = threads_cpu_ns(SERVER_THREAD_NAMES);
+            std::thread::sleep(m_end.saturating_duration_since(Instant::now()));
+            threads_cpu_ns(SERVER_THREAD_NAMES).saturating_sub(a)
+        });
         let tasks: Vec<_> = streams
             .into_iter()
             .map(|s| tokio::spawn(conn_load(s, depth, m_start, m_end)))
@@ -87,6 +121,7 @@ fn run_load(
         }
         Ok(Load {
             rps: total as f64 / measure.as_secs_f64(),
+            cpu_us: sampler.join().unwrap_or(0) as f64 / 1e3 / (total.max(1) as f64),
             p50_us: h.value_at_quantile(0.50) as f64,
             p99_us: h.value_at_quantile(0.99) as f64,
         })
@@ -193,6 +228,7 @@ fn echo_frames(rbuf: &[u8], wbuf: &mut Vec<u8>) -> usize {
 fn tokio_echo() -> Result<Echo, String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(SERVER_THREADS)
+        .thread_name("peer-tokio")
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
@@ -233,34 +269,39 @@ fn threads_echo() -> Result<Echo, String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = Arc::clone(&stop);
-    let h = std::thread::spawn(move || {
-        for s in listener.incoming() {
-            if stop2.load(Ordering::SeqCst) {
-                return;
-            }
-            let Ok(mut s) = s else { continue };
-            let _ = s.set_nodelay(true);
-            std::thread::spawn(move || {
-                let mut rbuf = vec![0u8; 16 * 1024];
-                let mut filled = 0;
-                let mut wbuf = Vec::with_capacity(16 * 1024);
-                loop {
-                    let n = match s.read(&mut rbuf[filled..]) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    filled += n;
-                    let used = echo_frames(&rbuf[..filled], &mut wbuf);
-                    rbuf.copy_within(used..filled, 0);
-                    filled -= used;
-                    if s.write_all(&wbuf).is_err() {
-                        return;
-                    }
-                    wbuf.clear();
+    let h = std::thread::Builder::new()
+        .name("peer-tpc-accept".into())
+        .spawn(move || {
+            for s in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    return;
                 }
-            });
-        }
-    });
+                let Ok(mut s) = s else { continue };
+                let _ = s.set_nodelay(true);
+                let _ = std::thread::Builder::new()
+                    .name("peer-tpc".into())
+                    .spawn(move || {
+                        let mut rbuf = vec![0u8; 16 * 1024];
+                        let mut filled = 0;
+                        let mut wbuf = Vec::with_capacity(16 * 1024);
+                        loop {
+                            let n = match s.read(&mut rbuf[filled..]) {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            filled += n;
+                            let used = echo_frames(&rbuf[..filled], &mut wbuf);
+                            rbuf.copy_within(used..filled, 0);
+                            filled -= used;
+                            if s.write_all(&wbuf).is_err() {
+                                return;
+                            }
+                            wbuf.clear();
+                        }
+                    });
+            }
+        });
+    let h = h.map_err(|e| e.to_string())?;
     Ok(Echo::Threads(stop, addr, h))
 }
 
@@ -363,6 +404,16 @@ fn echo_rows(s: &mut Section, rt: &Rt) {
                 .kuai(get(&k, |l| l.p99_us))
                 .note("target: p99 no worse than tokio's"),
             );
+            s.record(
+                params(Row::new(
+                    format!("{label}: server CPU per request"),
+                    "us",
+                    Better::Lower,
+                ))
+                .peer("tokio multi-thread", get(&t, |l| l.cpu_us))
+                .kuai(get(&k, |l| l.cpu_us))
+                .note("on-CPU time of the server threads per request (schedstat): robust to background load"),
+            );
             let row = params(Row::new(
                 format!("{label}: req/s vs thread-per-connection"),
                 "req/s",
@@ -371,7 +422,10 @@ fn echo_rows(s: &mut Section, rt: &Rt) {
             s.record(match tpc {
                 Ok(l) => row
                     .peer("thread-per-connection", l.rps)
-                    .kuai(get(&k, |l| l.rps)),
+                    .kuai(get(&k, |l| l.rps))
+                    .param("peer_server_cpu_us_per_req", l.cpu_us)
+                    .param("kuai_server_cpu_us_per_req", get(&k, |l| l.cpu_us))
+                    .note("one run; its 64–256 threads win a larger CPU share on a loaded machine"),
                 Err(e) => row.error(e),
             });
         }
@@ -632,7 +686,10 @@ fn batching_row(s: &mut Section, rt: &Rt) {
 fn process_cpu_secs() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<f64> = after.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
     // After the command name: state is field 3, utime 14, stime 15 (1-based).
     let get = |i: usize| f.get(i - 4).copied().unwrap_or(f64::NAN);
     (get(14) + get(15)) / 100.0
@@ -649,10 +706,21 @@ fn profile(rt: &Rt, spec: &str) {
         _ => kuai_echo(AcceptMode::MainSub),
     };
     let cpu0 = process_cpu_secs();
-    let r = measure(rt, start, conns, depth, Duration::from_millis(200), Duration::from_secs(secs));
+    let r = measure(
+        rt,
+        start,
+        conns,
+        depth,
+        Duration::from_millis(200),
+        Duration::from_secs(secs),
+    );
     let cpu = process_cpu_secs() - cpu0;
-    let per_req = r.as_ref().map_or(f64::NAN, |l| cpu * 1e6 / (l.rps * (secs as f64 + 0.2)));
-    println!("{spec}: {r:?}; process CPU {cpu:.2} s, ~{per_req:.2} us CPU per request (client + server)");
+    let per_req = r
+        .as_ref()
+        .map_or(f64::NAN, |l| cpu * 1e6 / (l.rps * (secs as f64 + 0.2)));
+    println!(
+        "{spec}: {r:?}; process CPU {cpu:.2} s, ~{per_req:.2} us CPU per request (client + server)"
+    );
 }
 
 fn main() {
