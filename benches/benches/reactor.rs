@@ -703,6 +703,11 @@ fn profile(rt: &Rt, spec: &str) {
         Some("tokio") => tokio_echo(),
         Some("threads") => threads_echo(),
         Some("reuseport") => kuai_echo(AcceptMode::ReusePort),
+        Some("kuai1") => Server::builder()
+            .threads(1)
+            .serve("127.0.0.1:0", |_| service_fn(|req| async move { Ok(req) }))
+            .map(Echo::Kuai)
+            .map_err(|e| e.to_string()),
         _ => kuai_echo(AcceptMode::MainSub),
     };
     let cpu0 = process_cpu_secs();

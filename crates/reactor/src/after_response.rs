@@ -196,6 +196,8 @@ impl AfterResponse {
 
     /// Waits up to `grace` for queued jobs to finish, then stops the
     /// workers (unfinished jobs are dropped). Returns the final counters.
+    /// Blocks: call it from a plain thread, not from async code (dropping
+    /// the executor instead never blocks).
     pub fn shutdown(mut self, grace: Duration) -> AfterResponseStats {
         let deadline = Instant::now() + grace;
         while self.counters.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < deadline {

@@ -345,7 +345,9 @@ impl ServerBuilder {
     }
 
     /// Binds `addr` and starts the threads. `factory(i)` builds the service
-    /// of I/O thread `i` on that thread, so per-thread state needs no lock.
+    /// of I/O thread `i` on that thread, inside its runtime (so it may start
+    /// timers, tasks or a [`Batcher`](crate::Batcher)); per-thread state
+    /// needs no lock.
     ///
     /// Returns once every thread is listening or ready.
     pub fn serve<F, S>(self, addr: impl ToSocketAddrs, factory: F) -> Result<Server, ReactorError>

@@ -123,7 +123,12 @@ where
                     return;
                 }
             };
-            let svc = Rc::new(factory(index));
+            // Build the service inside the thread's runtime, so its
+            // constructor may create timers, spawn tasks or start a Batcher.
+            let svc = {
+                let _in_runtime = rt.enter();
+                Rc::new(factory(index))
+            };
             drop(factory);
             let ctx = Rc::new(ThreadCtx {
                 index,

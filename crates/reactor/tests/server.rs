@@ -298,3 +298,55 @@ fn bad_configuration_is_an_error() {
         Err(ReactorError::InvalidConfig(_))
     ));
 }
+
+#[test]
+fn services_compose_batching_hedging_and_after_response() {
+    use kuai_reactor::{AfterResponse, Batcher, Hedger, Idempotency};
+    let post = std::sync::Arc::new(match AfterResponse::builder().capacity(64).build() {
+        Ok(p) => p,
+        Err(e) => panic!("after-response: {e}"),
+    });
+    let post_in = std::sync::Arc::clone(&post);
+    let server = Server::builder().threads(2).serve("127.0.0.1:0", move |_| {
+        // Built inside the I/O thread's runtime: a per-thread batcher.
+        let batcher = Batcher::builder().window(Duration::from_millis(1)).build(
+            |keys: Vec<Bytes>| async move {
+                Ok::<_, std::io::Error>(keys.into_iter().map(|k| k.len()).collect::<Vec<usize>>())
+            },
+        );
+        let Ok(batcher) = batcher else {
+            panic!("batcher outside a runtime")
+        };
+        let hedger = Hedger::builder().build();
+        let post = std::sync::Arc::clone(&post_in);
+        service_fn(move |req: Bytes| {
+            let (batcher, hedger, post) = (
+                batcher.clone(),
+                hedger.clone(),
+                std::sync::Arc::clone(&post),
+            );
+            async move {
+                let len = hedger
+                    .call(Idempotency::Idempotent, || batcher.load(req.clone()))
+                    .await?;
+                // A non-critical post-step, off the request path.
+                let _ = post.submit(async {});
+                Ok(Bytes::from(len.to_string()))
+            }
+        })
+    });
+    let Ok(server) = server else { panic!("start") };
+    let mut c = connect(&server);
+    assert_eq!(c.call(b"12345").ok().as_deref(), Some(&b"5"[..]));
+    assert!(c.send_many([&b"a"[..], &b"bb"[..], &b"ccc"[..]]).is_ok());
+    for want in [&b"1"[..], b"2", b"3"] {
+        assert_eq!(c.recv().ok().as_deref(), Some(want));
+    }
+    drop(c);
+    let _ = server.shutdown();
+    let stats = match std::sync::Arc::try_unwrap(post) {
+        Ok(p) => p.shutdown(Duration::from_secs(5)),
+        Err(p) => p.stats(),
+    };
+    assert_eq!(stats.submitted, 4);
+}
