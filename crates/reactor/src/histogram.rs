@@ -132,3 +132,100 @@ mod tests {
         assert!(h.quantile(1.0).unwrap_or_default() >= Duration::from_secs(3000));
     }
 }
+
+/// A [`kuai_core::Metrics`] sink that keeps counters, gauges and full
+/// hdrhistograms in memory, so a server's `reactor.request_ns` (or any other
+/// histogram) can be read as quantiles.
+///
+/// ```
+/// use kuai_core::Metrics;
+/// use kuai_reactor::HdrMetrics;
+/// let m = HdrMetrics::default();
+/// for ns in 1..=1000 {
+///     m.histogram("reactor.request_ns", ns * 1000);
+/// }
+/// m.counter("reactor.requests", 1000);
+/// assert_eq!(m.counter_value("reactor.requests"), 1000);
+/// let p99 = m.quantile("reactor.request_ns", 0.99).unwrap();
+/// assert!((985_000..=995_000).contains(&p99));
+/// ```
+#[derive(Default)]
+pub struct HdrMetrics {
+    inner: Mutex<HdrInner>,
+}
+
+#[derive(Default)]
+struct HdrInner {
+    counters: std::collections::BTreeMap<&'static str, u64>,
+    gauges: std::collections::BTreeMap<&'static str, i64>,
+    histograms: std::collections::BTreeMap<&'static str, Histogram<u64>>,
+}
+
+impl fmt::Debug for HdrMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        f.debug_struct("HdrMetrics")
+            .field("counters", &g.counters)
+            .field("gauges", &g.gauges)
+            .field("histograms", &g.histograms.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl HdrMetrics {
+    fn with<R>(&self, f: impl FnOnce(&mut HdrInner) -> R) -> R {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut g)
+    }
+
+    /// The counter's total (0 if never incremented).
+    pub fn counter_value(&self, name: &str) -> u64 {
+        self.with(|m| m.counters.get(name).copied().unwrap_or(0))
+    }
+
+    /// The gauge's last value.
+    pub fn gauge_value(&self, name: &str) -> Option<i64> {
+        self.with(|m| m.gauges.get(name).copied())
+    }
+
+    /// The value at quantile `q` of a histogram, or `None` without samples.
+    pub fn quantile(&self, name: &str, q: f64) -> Option<u64> {
+        self.with(|m| {
+            let h = m.histograms.get(name)?;
+            (!h.is_empty()).then(|| h.value_at_quantile(q.clamp(0.0, 1.0)))
+        })
+    }
+
+    /// Samples recorded into a histogram.
+    pub fn samples(&self, name: &str) -> u64 {
+        self.with(|m| m.histograms.get(name).map_or(0, Histogram::len))
+    }
+}
+
+impl kuai_core::Metrics for HdrMetrics {
+    fn counter(&self, name: &'static str, by: u64) {
+        self.with(|m| {
+            let c = m.counters.entry(name).or_insert(0);
+            *c = c.saturating_add(by);
+        });
+    }
+
+    fn gauge(&self, name: &'static str, value: i64) {
+        self.with(|m| {
+            m.gauges.insert(name, value);
+        });
+    }
+
+    fn histogram(&self, name: &'static str, value: u64) {
+        self.with(|m| {
+            let h = m.histograms.entry(name).or_insert_with(|| {
+                let mut h = Histogram::new(3)
+                    .or_else(|_| Histogram::new(2))
+                    .unwrap_or_else(|_| unreachable!("2 significant figures is valid"));
+                h.auto(true);
+                h
+            });
+            let _ = h.record(value);
+        });
+    }
+}

@@ -22,6 +22,8 @@
 //! - [`Batcher`]: single-key calls within a window become one batch call.
 //! - [`Hedger`]: a backup request after the live p95, first answer wins,
 //!   budget-capped, never for non-idempotent calls.
+//! - [`HdrMetrics`]: a [`kuai_core::Metrics`] sink with hdrhistograms, to
+//!   read the server's `reactor.request_ns` as quantiles.
 //!
 //! # Example
 //!
@@ -82,7 +84,7 @@ pub use continuation::{Continuation, Finally, OnTimeout, Then};
 pub use error::ReactorError;
 pub use fan_out::{FanOut, Leg, WaitFor, fan_out};
 pub use hedge::{Budget, HedgeStats, Hedger, HedgerBuilder, Idempotency};
-pub use histogram::LatencyHistogram;
+pub use histogram::{HdrMetrics, LatencyHistogram};
 pub use kuai_core::Error;
 pub use server::{AcceptMode, Server, ServerBuilder, ServerStats};
 pub use service::{Service, ServiceFn, service_fn};

@@ -350,3 +350,20 @@ fn services_compose_batching_hedging_and_after_response() {
     };
     assert_eq!(stats.submitted, 4);
 }
+
+#[test]
+fn request_latency_lands_in_an_hdr_histogram() {
+    let metrics = std::sync::Arc::new(kuai_reactor::HdrMetrics::default());
+    let server = echo_server(Server::builder().threads(1).metrics(metrics.clone()));
+    let mut c = connect(&server);
+    for _ in 0..20 {
+        assert!(c.call(b"x").is_ok());
+    }
+    drop(c);
+    let _ = server.shutdown();
+    assert_eq!(metrics.samples("reactor.request_ns"), 20);
+    assert!(metrics.quantile("reactor.request_ns", 0.99).is_some());
+    assert_eq!(metrics.counter_value("reactor.requests"), 20);
+    assert_eq!(metrics.counter_value("reactor.accepted"), 1);
+    assert_eq!(metrics.gauge_value("reactor.connections"), Some(0));
+}
