@@ -4,7 +4,7 @@
 //! stream is split.
 #![no_main]
 
-use bytes::BytesMut;
+use kuai_reactor::bytes::BytesMut;
 use kuai_reactor::frame::{Frame, FrameCodec};
 use libfuzzer_sys::fuzz_target;
 

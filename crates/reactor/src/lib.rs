@@ -76,6 +76,9 @@ mod service;
 mod sync;
 mod worker;
 
+/// The `bytes` crate, whose `Bytes` carries requests and responses.
+pub use bytes;
+
 pub use after_response::{AfterResponse, AfterResponseBuilder, AfterResponseStats};
 pub use balance::{Balancer, LeastLoaded, RoundRobin};
 pub use batch::{Batcher, BatcherBuilder, BatcherStats};
