@@ -325,9 +325,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn echo_rows(s: &mut Section, rt: &Rt) {
-    let warm = s.pick(Duration::from_millis(100), Duration::from_millis(200));
-    let dur = s.pick(Duration::from_millis(250), Duration::from_millis(800));
-    let reps = s.pick(1, 3);
+    let warm = s.pick(Duration::from_millis(100), Duration::from_millis(150));
+    let dur = s.pick(Duration::from_millis(250), Duration::from_millis(500));
+    let reps = s.pick(1, 5);
     for &conns in &[64usize, 256] {
         for &depth in &[1usize, 16] {
             let label = if depth == 1 {
