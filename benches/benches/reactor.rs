@@ -19,8 +19,8 @@ use kuai::reactor::{
     AcceptMode, Batcher, Hedger, Idempotency, Server, WaitFor, fan_out, service_fn,
 };
 use kuai_benches::{Better, Row, Section, median_pair, ms};
-use reactor_peer_hdrhistogram::Histogram;
-use reactor_peer_tokio as tokio;
+use hdrhistogram::Histogram;
+use tokio as tokio;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PAYLOAD: usize = 64;

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use reactor_pin_project_lite::pin_project;
+use pin_project_lite::pin_project;
 
 /// `then`, `finally` and `on_timeout` for every future.
 ///

@@ -86,7 +86,9 @@ fn require_tools() {
 fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        if start.elapsed() >= timeout {
+            panic!("timed out waiting for {what}");
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
