@@ -15,12 +15,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
 use kuai::reactor::{
     AcceptMode, Batcher, Hedger, Idempotency, Server, WaitFor, fan_out, service_fn,
 };
 use kuai_benches::{Better, Row, Section, median_pair, ms};
-use hdrhistogram::Histogram;
-use tokio as tokio;
+use tokio;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PAYLOAD: usize = 64;
