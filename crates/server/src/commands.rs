@@ -769,25 +769,44 @@ impl Db {
         now_ms: u64,
     ) -> Option<Bytes> {
         self.with_key(key, |s, h| {
-            if let Some(t) = expire_at {
-                if t != 0 && t <= now_ms {
-                    let old = s.remove(h, key, now_ms).map(|e| e.value);
-                    self.log(&[b"DEL", key]);
-                    return old;
-                }
-            }
-            let old = s.set(h, key, own(value), expire_at, now_ms);
-            if self.aof.is_some() {
-                match expire_at {
-                    None => self.log(&[b"SET", key, value, b"KEEPTTL"]),
-                    Some(t) => self.log_set(key, value, t),
-                }
-            }
-            old
+            self.store_locked(s, h, key, value, expire_at, now_ms)
         })
     }
 
+    /// [`store`](Self::store) with the key's shard already locked.
+    fn store_locked(
+        &self,
+        s: &mut Shard,
+        h: KeyHash,
+        key: &Bytes,
+        value: &Bytes,
+        expire_at: Option<u64>,
+        now_ms: u64,
+    ) -> Option<Bytes> {
+        if let Some(t) = expire_at {
+            if t != 0 && t <= now_ms {
+                let old = s.remove(h, key, now_ms).map(|e| e.value);
+                self.log(&[b"DEL", key]);
+                return old;
+            }
+        }
+        let old = s.set(h, key, own(value), expire_at, now_ms);
+        if self.aof.is_some() {
+            match expire_at {
+                None => self.log(&[b"SET", key, value, b"KEEPTTL"]),
+                Some(t) => self.log_set(key, value, t),
+            }
+        }
+        old
+    }
+
     fn set(&self, args: &[Bytes], out: &mut ReplyBuf, now_ms: u64) {
+        if args.len() == 3 {
+            // The hot path: a plain SET, one hash and one lock.
+            self.store(&args[1], &args[2], Some(0), now_ms);
+            out.ok();
+            return;
+        }
         let Some(o) = parse_set_opts(args, 3, true) else {
             out.error(E_SYNTAX);
             return;
@@ -801,15 +820,13 @@ impl Db {
             None => Some(0),
         };
         let key = &args[1];
-        let h = self.ks.hash(key);
-        let mut s = self.ks.lock(self.ks.shard_of(h));
         if !o.nx && !o.xx && !o.get {
-            // The hot path: a plain SET.
-            drop(s);
             self.store(key, &args[2], expire_at, now_ms);
             out.ok();
             return;
         }
+        let h = self.ks.hash(key);
+        let mut s = self.ks.lock(self.ks.shard_of(h));
         let old = s.get_quiet(h, key, now_ms).map(|e| e.value.clone());
         if o.get {
             match &old {
@@ -823,8 +840,8 @@ impl Db {
             }
             return;
         }
+        self.store_locked(&mut s, h, key, &args[2], expire_at, now_ms);
         drop(s);
-        self.store(key, &args[2], expire_at, now_ms);
         if !o.get {
             out.ok();
         }
@@ -870,24 +887,30 @@ impl Db {
 
     fn incr_by(&self, key: &Bytes, by: i64, out: &mut ReplyBuf, now_ms: u64) {
         let r = self.with_key(key, |s, h| {
-            let (cur, old_len) = match s.get_quiet(h, key, now_ms) {
-                Some(e) => match parse_i64(&e.value) {
-                    Some(v) => (v, e.value.len()),
-                    None => return Err(E_NOT_INT),
-                },
-                None => (0, usize::MAX),
-            };
-            let Some(n) = cur.checked_add(by) else {
-                return Err(E_OVERFLOW);
-            };
             let mut buf = itoa::Buffer::new();
-            let text = buf.format(n).as_bytes();
-            if old_len == usize::MAX {
-                s.set(h, key, Bytes::copy_from_slice(text), Some(0), now_ms);
-            } else if let Some(e) = s.get_quiet(h, key, now_ms) {
-                e.value = Bytes::copy_from_slice(text);
-                s.resized(old_len, text.len());
-            }
+            let text;
+            let resized = match s.get_quiet(h, key, now_ms) {
+                Some(e) => {
+                    let cur = parse_i64(&e.value).ok_or(E_NOT_INT)?;
+                    let n = cur.checked_add(by).ok_or(E_OVERFLOW)?;
+                    text = buf.format(n).as_bytes();
+                    let old_len = e.value.len();
+                    e.value = Bytes::copy_from_slice(text);
+                    Some((old_len, n))
+                }
+                None => {
+                    text = buf.format(by).as_bytes();
+                    s.set(h, key, Bytes::copy_from_slice(text), Some(0), now_ms);
+                    None
+                }
+            };
+            let n = match resized {
+                Some((old_len, n)) => {
+                    s.resized(old_len, text.len());
+                    n
+                }
+                None => by,
+            };
             if self.aof.is_some() {
                 self.log(&[b"SET", key, text, b"KEEPTTL"]);
             }
