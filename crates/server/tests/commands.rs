@@ -374,3 +374,36 @@ fn maxmemory_evicts_or_refuses() {
     assert_eq!(q::<i64>(&mut c, &["DEL", "k0"]).unwrap(), 1);
     h.shutdown().unwrap();
 }
+
+#[test]
+fn several_event_loops_share_one_keyspace() {
+    let h = Server::start(Config::builder().port(0).threads(2).build()).unwrap();
+    let addr = h.local_addr();
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = redis::Client::open(format!("redis://{addr}/"))
+                    .unwrap()
+                    .get_connection()
+                    .unwrap();
+                let mut p = redis::pipe();
+                for _ in 0..250 {
+                    p.cmd("INCR").arg("shared").ignore();
+                    p.cmd("MSET").arg("x").arg("1").arg("y").arg("1").ignore();
+                }
+                let _: () = p.query(&mut c).unwrap();
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let mut c = redis::Client::open(format!("redis://{addr}/"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    assert_eq!(q::<i64>(&mut c, &["GET", "shared"]).unwrap(), 1000);
+    let info: String = q(&mut c, &["INFO", "stats"]).unwrap();
+    assert!(info.contains("total_connections_received:5"), "{info}");
+    h.shutdown().unwrap();
+}
