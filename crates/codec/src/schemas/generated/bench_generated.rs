@@ -2,937 +2,832 @@
 // @generated
 extern crate alloc;
 
+
 #[allow(unused_imports, dead_code)]
 pub mod kuai {
 
-    #[allow(unused_imports, dead_code)]
-    pub mod bench {
+#[allow(unused_imports, dead_code)]
+pub mod bench {
 
-        #[deprecated(
-            since = "2.0.0",
-            note = "Use associated constants instead. This will no longer be generated in 2021."
-        )]
-        pub const ENUM_MIN_ENUM: i16 = 0;
-        #[deprecated(
-            since = "2.0.0",
-            note = "Use associated constants instead. This will no longer be generated in 2021."
-        )]
-        pub const ENUM_MAX_ENUM: i16 = 2;
-        #[deprecated(
-            since = "2.0.0",
-            note = "Use associated constants instead. This will no longer be generated in 2021."
-        )]
-        #[allow(non_camel_case_types)]
-        pub const ENUM_VALUES_ENUM: [Enum; 3] = [Enum::Apples, Enum::Pears, Enum::Bananas];
 
-        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-        #[repr(transparent)]
-        pub struct Enum(pub i16);
-        #[allow(non_upper_case_globals)]
-        impl Enum {
-            pub const Apples: Self = Self(0);
-            pub const Pears: Self = Self(1);
-            pub const Bananas: Self = Self(2);
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MIN_ENUM: i16 = 0;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MAX_ENUM: i16 = 2;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[allow(non_camel_case_types)]
+pub const ENUM_VALUES_ENUM: [Enum; 3] = [
+  Enum::Apples,
+  Enum::Pears,
+  Enum::Bananas,
+];
 
-            pub const ENUM_MIN: i16 = 0;
-            pub const ENUM_MAX: i16 = 2;
-            pub const ENUM_VALUES: &'static [Self] = &[Self::Apples, Self::Pears, Self::Bananas];
-            /// Returns the variant's name or "" if unknown.
-            pub fn variant_name(self) -> Option<&'static str> {
-                match self {
-                    Self::Apples => Some("Apples"),
-                    Self::Pears => Some("Pears"),
-                    Self::Bananas => Some("Bananas"),
-                    _ => None,
-                }
-            }
-        }
-        impl ::core::fmt::Debug for Enum {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
-                if let Some(name) = self.variant_name() {
-                    f.write_str(name)
-                } else {
-                    f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
-                }
-            }
-        }
-        impl<'a> ::flatbuffers::Follow<'a> for Enum {
-            type Inner = Self;
-            #[inline]
-            unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-                let b = unsafe { ::flatbuffers::read_scalar_at::<i16>(buf, loc) };
-                Self(b)
-            }
-        }
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(transparent)]
+pub struct Enum(pub i16);
+#[allow(non_upper_case_globals)]
+impl Enum {
+  pub const Apples: Self = Self(0);
+  pub const Pears: Self = Self(1);
+  pub const Bananas: Self = Self(2);
 
-        impl ::flatbuffers::Push for Enum {
-            type Output = Enum;
-            #[inline]
-            unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
-                unsafe { ::flatbuffers::emplace_scalar::<i16>(dst, self.0) };
-            }
-        }
+  pub const ENUM_MIN: i16 = 0;
+  pub const ENUM_MAX: i16 = 2;
+  pub const ENUM_VALUES: &'static [Self] = &[
+    Self::Apples,
+    Self::Pears,
+    Self::Bananas,
+  ];
+  /// Returns the variant's name or "" if unknown.
+  pub fn variant_name(self) -> Option<&'static str> {
+    match self {
+      Self::Apples => Some("Apples"),
+      Self::Pears => Some("Pears"),
+      Self::Bananas => Some("Bananas"),
+      _ => None,
+    }
+  }
+}
+impl ::core::fmt::Debug for Enum {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    if let Some(name) = self.variant_name() {
+      f.write_str(name)
+    } else {
+      f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+    }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for Enum {
+  type Inner = Self;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    let b = unsafe { ::flatbuffers::read_scalar_at::<i16>(buf, loc) };
+    Self(b)
+  }
+}
 
-        impl ::flatbuffers::EndianScalar for Enum {
-            type Scalar = i16;
-            #[inline]
-            fn to_little_endian(self) -> i16 {
-                self.0.to_le()
-            }
-            #[inline]
-            #[allow(clippy::wrong_self_convention)]
-            fn from_little_endian(v: i16) -> Self {
-                let b = i16::from_le(v);
-                Self(b)
-            }
-        }
+impl ::flatbuffers::Push for Enum {
+    type Output = Enum;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        unsafe { ::flatbuffers::emplace_scalar::<i16>(dst, self.0) };
+    }
+}
 
-        impl<'a> ::flatbuffers::Verifiable for Enum {
-            #[inline]
-            fn run_verifier(
-                v: &mut ::flatbuffers::Verifier,
-                pos: usize,
-            ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-                i16::run_verifier(v, pos)
-            }
-        }
+impl ::flatbuffers::EndianScalar for Enum {
+  type Scalar = i16;
+  #[inline]
+  fn to_little_endian(self) -> i16 {
+    self.0.to_le()
+  }
+  #[inline]
+  #[allow(clippy::wrong_self_convention)]
+  fn from_little_endian(v: i16) -> Self {
+    let b = i16::from_le(v);
+    Self(b)
+  }
+}
 
-        impl ::flatbuffers::SimpleToVerifyInSlice for Enum {}
-        // struct Foo, aligned to 8
-        #[repr(transparent)]
-        #[derive(Clone, Copy, PartialEq)]
-        pub struct Foo(pub [u8; 16]);
-        impl Default for Foo {
-            fn default() -> Self {
-                Self([0; 16])
-            }
-        }
-        impl ::core::fmt::Debug for Foo {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
-                f.debug_struct("Foo")
-                    .field("id", &self.id())
-                    .field("count", &self.count())
-                    .field("prefix", &self.prefix())
-                    .field("length", &self.length())
-                    .finish()
-            }
-        }
+impl<'a> ::flatbuffers::Verifiable for Enum {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    i16::run_verifier(v, pos)
+  }
+}
 
-        impl ::flatbuffers::SimpleToVerifyInSlice for Foo {}
-        impl<'a> ::flatbuffers::Follow<'a> for Foo {
-            type Inner = &'a Foo;
-            #[inline]
-            unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-                unsafe { <&'a Foo>::follow(buf, loc) }
-            }
-        }
-        impl<'a> ::flatbuffers::Follow<'a> for &'a Foo {
-            type Inner = &'a Foo;
-            #[inline]
-            unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-                unsafe { ::flatbuffers::follow_cast_ref::<Foo>(buf, loc) }
-            }
-        }
-        impl<'b> ::flatbuffers::Push for Foo {
-            type Output = Foo;
-            #[inline]
-            unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
-                let src = unsafe {
-                    ::core::slice::from_raw_parts(
-                        self as *const Foo as *const u8,
-                        <Self as ::flatbuffers::Push>::size(),
-                    )
-                };
-                dst.copy_from_slice(src);
-            }
-            #[inline]
-            fn alignment() -> ::flatbuffers::PushAlignment {
-                ::flatbuffers::PushAlignment::new(8)
-            }
-        }
+impl ::flatbuffers::SimpleToVerifyInSlice for Enum {}
+// struct Foo, aligned to 8
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq)]
+pub struct Foo(pub [u8; 16]);
+impl Default for Foo { 
+  fn default() -> Self { 
+    Self([0; 16])
+  }
+}
+impl ::core::fmt::Debug for Foo {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    f.debug_struct("Foo")
+      .field("id", &self.id())
+      .field("count", &self.count())
+      .field("prefix", &self.prefix())
+      .field("length", &self.length())
+      .finish()
+  }
+}
 
-        impl<'a> ::flatbuffers::Verifiable for Foo {
-            #[inline]
-            fn run_verifier(
-                v: &mut ::flatbuffers::Verifier,
-                pos: usize,
-            ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-                v.in_buffer::<Self>(pos)
-            }
-        }
+impl ::flatbuffers::SimpleToVerifyInSlice for Foo {}
+impl<'a> ::flatbuffers::Follow<'a> for Foo {
+  type Inner = &'a Foo;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { <&'a Foo>::follow(buf, loc) }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for &'a Foo {
+  type Inner = &'a Foo;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { ::flatbuffers::follow_cast_ref::<Foo>(buf, loc) }
+  }
+}
+impl<'b> ::flatbuffers::Push for Foo {
+    type Output = Foo;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        let src = unsafe { ::core::slice::from_raw_parts(self as *const Foo as *const u8, <Self as ::flatbuffers::Push>::size()) };
+        dst.copy_from_slice(src);
+    }
+    #[inline]
+    fn alignment() -> ::flatbuffers::PushAlignment {
+        ::flatbuffers::PushAlignment::new(8)
+    }
+}
 
-        impl<'a> Foo {
-            #[allow(clippy::too_many_arguments)]
-            pub fn new(id: u64, count: i16, prefix: i8, length: u32) -> Self {
-                let mut s = Self([0; 16]);
-                s.set_id(id);
-                s.set_count(count);
-                s.set_prefix(prefix);
-                s.set_length(length);
-                s
-            }
+impl<'a> ::flatbuffers::Verifiable for Foo {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.in_buffer::<Self>(pos)
+  }
+}
 
-            pub fn id(&self) -> u64 {
-                let mut mem = ::core::mem::MaybeUninit::<
-                    <u64 as ::flatbuffers::EndianScalar>::Scalar,
-                >::uninit();
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                ::flatbuffers::EndianScalar::from_little_endian(unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        self.0[0..].as_ptr(),
-                        mem.as_mut_ptr() as *mut u8,
-                        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                    mem.assume_init()
-                })
-            }
+impl<'a> Foo {
+  #[allow(clippy::too_many_arguments)]
+  pub fn new(
+    id: u64,
+    count: i16,
+    prefix: i8,
+    length: u32,
+  ) -> Self {
+    let mut s = Self([0; 16]);
+    s.set_id(id);
+    s.set_count(count);
+    s.set_prefix(prefix);
+    s.set_length(length);
+    s
+  }
 
-            pub fn set_id(&mut self, x: u64) {
-                let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        &x_le as *const _ as *const u8,
-                        self.0[0..].as_mut_ptr(),
-                        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                }
-            }
+  pub fn id(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[0..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
 
-            pub fn count(&self) -> i16 {
-                let mut mem = ::core::mem::MaybeUninit::<
-                    <i16 as ::flatbuffers::EndianScalar>::Scalar,
-                >::uninit();
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                ::flatbuffers::EndianScalar::from_little_endian(unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        self.0[8..].as_ptr(),
-                        mem.as_mut_ptr() as *mut u8,
-                        ::core::mem::size_of::<<i16 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                    mem.assume_init()
-                })
-            }
+  pub fn set_id(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[0..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
 
-            pub fn set_count(&mut self, x: i16) {
-                let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        &x_le as *const _ as *const u8,
-                        self.0[8..].as_mut_ptr(),
-                        ::core::mem::size_of::<<i16 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                }
-            }
+  pub fn count(&self) -> i16 {
+    let mut mem = ::core::mem::MaybeUninit::<<i16 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[8..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<i16 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
 
-            pub fn prefix(&self) -> i8 {
-                let mut mem =
-                    ::core::mem::MaybeUninit::<<i8 as ::flatbuffers::EndianScalar>::Scalar>::uninit(
-                    );
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                ::flatbuffers::EndianScalar::from_little_endian(unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        self.0[10..].as_ptr(),
-                        mem.as_mut_ptr() as *mut u8,
-                        ::core::mem::size_of::<<i8 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                    mem.assume_init()
-                })
-            }
+  pub fn set_count(&mut self, x: i16) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[8..].as_mut_ptr(),
+        ::core::mem::size_of::<<i16 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
 
-            pub fn set_prefix(&mut self, x: i8) {
-                let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        &x_le as *const _ as *const u8,
-                        self.0[10..].as_mut_ptr(),
-                        ::core::mem::size_of::<<i8 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                }
-            }
+  pub fn prefix(&self) -> i8 {
+    let mut mem = ::core::mem::MaybeUninit::<<i8 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[10..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<i8 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
 
-            pub fn length(&self) -> u32 {
-                let mut mem = ::core::mem::MaybeUninit::<
-                    <u32 as ::flatbuffers::EndianScalar>::Scalar,
-                >::uninit();
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                ::flatbuffers::EndianScalar::from_little_endian(unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        self.0[12..].as_ptr(),
-                        mem.as_mut_ptr() as *mut u8,
-                        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                    mem.assume_init()
-                })
-            }
+  pub fn set_prefix(&mut self, x: i8) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[10..].as_mut_ptr(),
+        ::core::mem::size_of::<<i8 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
 
-            pub fn set_length(&mut self, x: u32) {
-                let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        &x_le as *const _ as *const u8,
-                        self.0[12..].as_mut_ptr(),
-                        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                }
-            }
-        }
+  pub fn length(&self) -> u32 {
+    let mut mem = ::core::mem::MaybeUninit::<<u32 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[12..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
 
-        // struct Bar, aligned to 8
-        #[repr(transparent)]
-        #[derive(Clone, Copy, PartialEq)]
-        pub struct Bar(pub [u8; 32]);
-        impl Default for Bar {
-            fn default() -> Self {
-                Self([0; 32])
-            }
-        }
-        impl ::core::fmt::Debug for Bar {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
-                f.debug_struct("Bar")
-                    .field("parent", &self.parent())
-                    .field("time", &self.time())
-                    .field("ratio", &self.ratio())
-                    .field("size", &self.size())
-                    .finish()
-            }
-        }
+  pub fn set_length(&mut self, x: u32) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[12..].as_mut_ptr(),
+        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
 
-        impl ::flatbuffers::SimpleToVerifyInSlice for Bar {}
-        impl<'a> ::flatbuffers::Follow<'a> for Bar {
-            type Inner = &'a Bar;
-            #[inline]
-            unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-                unsafe { <&'a Bar>::follow(buf, loc) }
-            }
-        }
-        impl<'a> ::flatbuffers::Follow<'a> for &'a Bar {
-            type Inner = &'a Bar;
-            #[inline]
-            unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-                unsafe { ::flatbuffers::follow_cast_ref::<Bar>(buf, loc) }
-            }
-        }
-        impl<'b> ::flatbuffers::Push for Bar {
-            type Output = Bar;
-            #[inline]
-            unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
-                let src = unsafe {
-                    ::core::slice::from_raw_parts(
-                        self as *const Bar as *const u8,
-                        <Self as ::flatbuffers::Push>::size(),
-                    )
-                };
-                dst.copy_from_slice(src);
-            }
-            #[inline]
-            fn alignment() -> ::flatbuffers::PushAlignment {
-                ::flatbuffers::PushAlignment::new(8)
-            }
-        }
+}
 
-        impl<'a> ::flatbuffers::Verifiable for Bar {
-            #[inline]
-            fn run_verifier(
-                v: &mut ::flatbuffers::Verifier,
-                pos: usize,
-            ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-                v.in_buffer::<Self>(pos)
-            }
-        }
+// struct Bar, aligned to 8
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq)]
+pub struct Bar(pub [u8; 32]);
+impl Default for Bar { 
+  fn default() -> Self { 
+    Self([0; 32])
+  }
+}
+impl ::core::fmt::Debug for Bar {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    f.debug_struct("Bar")
+      .field("parent", &self.parent())
+      .field("time", &self.time())
+      .field("ratio", &self.ratio())
+      .field("size", &self.size())
+      .finish()
+  }
+}
 
-        impl<'a> Bar {
-            #[allow(clippy::too_many_arguments)]
-            pub fn new(parent: &Foo, time: i32, ratio: f32, size: u16) -> Self {
-                let mut s = Self([0; 32]);
-                s.set_parent(parent);
-                s.set_time(time);
-                s.set_ratio(ratio);
-                s.set_size(size);
-                s
-            }
+impl ::flatbuffers::SimpleToVerifyInSlice for Bar {}
+impl<'a> ::flatbuffers::Follow<'a> for Bar {
+  type Inner = &'a Bar;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { <&'a Bar>::follow(buf, loc) }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for &'a Bar {
+  type Inner = &'a Bar;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { ::flatbuffers::follow_cast_ref::<Bar>(buf, loc) }
+  }
+}
+impl<'b> ::flatbuffers::Push for Bar {
+    type Output = Bar;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        let src = unsafe { ::core::slice::from_raw_parts(self as *const Bar as *const u8, <Self as ::flatbuffers::Push>::size()) };
+        dst.copy_from_slice(src);
+    }
+    #[inline]
+    fn alignment() -> ::flatbuffers::PushAlignment {
+        ::flatbuffers::PushAlignment::new(8)
+    }
+}
 
-            pub fn parent(&self) -> &Foo {
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid struct in this slot
-                unsafe { &*(self.0[0..].as_ptr() as *const Foo) }
-            }
+impl<'a> ::flatbuffers::Verifiable for Bar {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.in_buffer::<Self>(pos)
+  }
+}
 
-            #[allow(clippy::identity_op)]
-            pub fn set_parent(&mut self, x: &Foo) {
-                self.0[0..0 + 16].copy_from_slice(&x.0)
-            }
+impl<'a> Bar {
+  #[allow(clippy::too_many_arguments)]
+  pub fn new(
+    parent: &Foo,
+    time: i32,
+    ratio: f32,
+    size: u16,
+  ) -> Self {
+    let mut s = Self([0; 32]);
+    s.set_parent(parent);
+    s.set_time(time);
+    s.set_ratio(ratio);
+    s.set_size(size);
+    s
+  }
 
-            pub fn time(&self) -> i32 {
-                let mut mem = ::core::mem::MaybeUninit::<
-                    <i32 as ::flatbuffers::EndianScalar>::Scalar,
-                >::uninit();
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                ::flatbuffers::EndianScalar::from_little_endian(unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        self.0[16..].as_ptr(),
-                        mem.as_mut_ptr() as *mut u8,
-                        ::core::mem::size_of::<<i32 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                    mem.assume_init()
-                })
-            }
+  pub fn parent(&self) -> &Foo {
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid struct in this slot
+    unsafe { &*(self.0[0..].as_ptr() as *const Foo) }
+  }
 
-            pub fn set_time(&mut self, x: i32) {
-                let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        &x_le as *const _ as *const u8,
-                        self.0[16..].as_mut_ptr(),
-                        ::core::mem::size_of::<<i32 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                }
-            }
+  #[allow(clippy::identity_op)]
+  pub fn set_parent(&mut self, x: &Foo) {
+    self.0[0..0 + 16].copy_from_slice(&x.0)
+  }
 
-            pub fn ratio(&self) -> f32 {
-                let mut mem = ::core::mem::MaybeUninit::<
-                    <f32 as ::flatbuffers::EndianScalar>::Scalar,
-                >::uninit();
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                ::flatbuffers::EndianScalar::from_little_endian(unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        self.0[20..].as_ptr(),
-                        mem.as_mut_ptr() as *mut u8,
-                        ::core::mem::size_of::<<f32 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                    mem.assume_init()
-                })
-            }
+  pub fn time(&self) -> i32 {
+    let mut mem = ::core::mem::MaybeUninit::<<i32 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[16..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<i32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
 
-            pub fn set_ratio(&mut self, x: f32) {
-                let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        &x_le as *const _ as *const u8,
-                        self.0[20..].as_mut_ptr(),
-                        ::core::mem::size_of::<<f32 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                }
-            }
+  pub fn set_time(&mut self, x: i32) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[16..].as_mut_ptr(),
+        ::core::mem::size_of::<<i32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
 
-            pub fn size(&self) -> u16 {
-                let mut mem = ::core::mem::MaybeUninit::<
-                    <u16 as ::flatbuffers::EndianScalar>::Scalar,
-                >::uninit();
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                ::flatbuffers::EndianScalar::from_little_endian(unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        self.0[24..].as_ptr(),
-                        mem.as_mut_ptr() as *mut u8,
-                        ::core::mem::size_of::<<u16 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                    mem.assume_init()
-                })
-            }
+  pub fn ratio(&self) -> f32 {
+    let mut mem = ::core::mem::MaybeUninit::<<f32 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[20..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<f32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
 
-            pub fn set_size(&mut self, x: u16) {
-                let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
-                // Safety:
-                // Created from a valid Table for this object
-                // Which contains a valid value in this slot
-                unsafe {
-                    ::core::ptr::copy_nonoverlapping(
-                        &x_le as *const _ as *const u8,
-                        self.0[24..].as_mut_ptr(),
-                        ::core::mem::size_of::<<u16 as ::flatbuffers::EndianScalar>::Scalar>(),
-                    );
-                }
-            }
-        }
+  pub fn set_ratio(&mut self, x: f32) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[20..].as_mut_ptr(),
+        ::core::mem::size_of::<<f32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
 
-        pub enum FooBarOffset {}
-        #[derive(Copy, Clone, PartialEq)]
+  pub fn size(&self) -> u16 {
+    let mut mem = ::core::mem::MaybeUninit::<<u16 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[24..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u16 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
 
-        pub struct FooBar<'a> {
-            pub _tab: ::flatbuffers::Table<'a>,
-        }
+  pub fn set_size(&mut self, x: u16) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[24..].as_mut_ptr(),
+        ::core::mem::size_of::<<u16 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
 
-        impl<'a> ::flatbuffers::Follow<'a> for FooBar<'a> {
-            type Inner = FooBar<'a>;
-            #[inline]
-            unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-                Self {
-                    _tab: unsafe { ::flatbuffers::Table::new(buf, loc) },
-                }
-            }
-        }
+}
 
-        impl<'a> FooBar<'a> {
-            pub const VT_SIBLING: ::flatbuffers::VOffsetT = 4;
-            pub const VT_NAME: ::flatbuffers::VOffsetT = 6;
-            pub const VT_RATING: ::flatbuffers::VOffsetT = 8;
-            pub const VT_POSTFIX: ::flatbuffers::VOffsetT = 10;
+pub enum FooBarOffset {}
+#[derive(Copy, Clone, PartialEq)]
 
-            #[inline]
-            pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
-                FooBar { _tab: table }
-            }
-            #[allow(unused_mut)]
-            pub fn create<
-                'bldr: 'args,
-                'args: 'mut_bldr,
-                'mut_bldr,
-                A: ::flatbuffers::Allocator + 'bldr,
-            >(
-                _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
-                args: &'args FooBarArgs<'args>,
-            ) -> ::flatbuffers::WIPOffset<FooBar<'bldr>> {
-                let mut builder = FooBarBuilder::new(_fbb);
-                builder.add_rating(args.rating);
-                if let Some(x) = args.name {
-                    builder.add_name(x);
-                }
-                if let Some(x) = args.sibling {
-                    builder.add_sibling(x);
-                }
-                builder.add_postfix(args.postfix);
-                builder.finish()
-            }
+pub struct FooBar<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
 
-            #[inline]
-            pub fn sibling(&self) -> Option<&'a Bar> {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe { self._tab.get::<Bar>(FooBar::VT_SIBLING, None) }
-            }
-            #[inline]
-            pub fn name(&self) -> Option<&'a str> {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe {
-                    self._tab
-                        .get::<::flatbuffers::ForwardsUOffset<&str>>(FooBar::VT_NAME, None)
-                }
-            }
-            #[inline]
-            pub fn rating(&self) -> f64 {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe { self._tab.get::<f64>(FooBar::VT_RATING, Some(0.0)).unwrap() }
-            }
-            #[inline]
-            pub fn postfix(&self) -> u8 {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe { self._tab.get::<u8>(FooBar::VT_POSTFIX, Some(0)).unwrap() }
-            }
-        }
+impl<'a> ::flatbuffers::Follow<'a> for FooBar<'a> {
+  type Inner = FooBar<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
 
-        impl ::flatbuffers::Verifiable for FooBar<'_> {
-            #[inline]
-            fn run_verifier(
-                v: &mut ::flatbuffers::Verifier,
-                pos: usize,
-            ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-                v.visit_table(pos)?
-                    .visit_field::<Bar>("sibling", Self::VT_SIBLING, false)?
-                    .visit_field::<::flatbuffers::ForwardsUOffset<&str>>(
-                        "name",
-                        Self::VT_NAME,
-                        false,
-                    )?
-                    .visit_field::<f64>("rating", Self::VT_RATING, false)?
-                    .visit_field::<u8>("postfix", Self::VT_POSTFIX, false)?
-                    .finish();
-                Ok(())
-            }
-        }
-        pub struct FooBarArgs<'a> {
-            pub sibling: Option<&'a Bar>,
-            pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
-            pub rating: f64,
-            pub postfix: u8,
-        }
-        impl<'a> Default for FooBarArgs<'a> {
-            #[inline]
-            fn default() -> Self {
-                FooBarArgs {
-                    sibling: None,
-                    name: None,
-                    rating: 0.0,
-                    postfix: 0,
-                }
-            }
-        }
+impl<'a> FooBar<'a> {
+  pub const VT_SIBLING: ::flatbuffers::VOffsetT = 4;
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 6;
+  pub const VT_RATING: ::flatbuffers::VOffsetT = 8;
+  pub const VT_POSTFIX: ::flatbuffers::VOffsetT = 10;
 
-        pub struct FooBarBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
-            fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-            start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
-        }
-        impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> FooBarBuilder<'a, 'b, A> {
-            #[inline]
-            pub fn add_sibling(&mut self, sibling: &Bar) {
-                self.fbb_
-                    .push_slot_always::<&Bar>(FooBar::VT_SIBLING, sibling);
-            }
-            #[inline]
-            pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b str>) {
-                self.fbb_
-                    .push_slot_always::<::flatbuffers::WIPOffset<_>>(FooBar::VT_NAME, name);
-            }
-            #[inline]
-            pub fn add_rating(&mut self, rating: f64) {
-                self.fbb_.push_slot::<f64>(FooBar::VT_RATING, rating, 0.0);
-            }
-            #[inline]
-            pub fn add_postfix(&mut self, postfix: u8) {
-                self.fbb_.push_slot::<u8>(FooBar::VT_POSTFIX, postfix, 0);
-            }
-            #[inline]
-            pub fn new(
-                _fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-            ) -> FooBarBuilder<'a, 'b, A> {
-                let start = _fbb.start_table();
-                FooBarBuilder {
-                    fbb_: _fbb,
-                    start_: start,
-                }
-            }
-            #[inline]
-            pub fn finish(self) -> ::flatbuffers::WIPOffset<FooBar<'a>> {
-                let o = self.fbb_.end_table(self.start_);
-                ::flatbuffers::WIPOffset::new(o.value())
-            }
-        }
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    FooBar { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args FooBarArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<FooBar<'bldr>> {
+    let mut builder = FooBarBuilder::new(_fbb);
+    builder.add_rating(args.rating);
+    if let Some(x) = args.name { builder.add_name(x); }
+    if let Some(x) = args.sibling { builder.add_sibling(x); }
+    builder.add_postfix(args.postfix);
+    builder.finish()
+  }
 
-        impl ::core::fmt::Debug for FooBar<'_> {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                let mut ds = f.debug_struct("FooBar");
-                ds.field("sibling", &self.sibling());
-                ds.field("name", &self.name());
-                ds.field("rating", &self.rating());
-                ds.field("postfix", &self.postfix());
-                ds.finish()
-            }
-        }
-        pub enum FooBarContainerOffset {}
-        #[derive(Copy, Clone, PartialEq)]
 
-        pub struct FooBarContainer<'a> {
-            pub _tab: ::flatbuffers::Table<'a>,
-        }
+  #[inline]
+  pub fn sibling(&self) -> Option<&'a Bar> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<Bar>(FooBar::VT_SIBLING, None)}
+  }
+  #[inline]
+  pub fn name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(FooBar::VT_NAME, None)}
+  }
+  #[inline]
+  pub fn rating(&self) -> f64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<f64>(FooBar::VT_RATING, Some(0.0)).unwrap()}
+  }
+  #[inline]
+  pub fn postfix(&self) -> u8 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u8>(FooBar::VT_POSTFIX, Some(0)).unwrap()}
+  }
+}
 
-        impl<'a> ::flatbuffers::Follow<'a> for FooBarContainer<'a> {
-            type Inner = FooBarContainer<'a>;
-            #[inline]
-            unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-                Self {
-                    _tab: unsafe { ::flatbuffers::Table::new(buf, loc) },
-                }
-            }
-        }
+impl ::flatbuffers::Verifiable for FooBar<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<Bar>("sibling", Self::VT_SIBLING, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, false)?
+     .visit_field::<f64>("rating", Self::VT_RATING, false)?
+     .visit_field::<u8>("postfix", Self::VT_POSTFIX, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct FooBarArgs<'a> {
+    pub sibling: Option<&'a Bar>,
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub rating: f64,
+    pub postfix: u8,
+}
+impl<'a> Default for FooBarArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    FooBarArgs {
+      sibling: None,
+      name: None,
+      rating: 0.0,
+      postfix: 0,
+    }
+  }
+}
 
-        impl<'a> FooBarContainer<'a> {
-            pub const VT_LIST: ::flatbuffers::VOffsetT = 4;
-            pub const VT_INITIALIZED: ::flatbuffers::VOffsetT = 6;
-            pub const VT_FRUIT: ::flatbuffers::VOffsetT = 8;
-            pub const VT_LOCATION: ::flatbuffers::VOffsetT = 10;
+pub struct FooBarBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> FooBarBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_sibling(&mut self, sibling: &Bar) {
+    self.fbb_.push_slot_always::<&Bar>(FooBar::VT_SIBLING, sibling);
+  }
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(FooBar::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_rating(&mut self, rating: f64) {
+    self.fbb_.push_slot::<f64>(FooBar::VT_RATING, rating, 0.0);
+  }
+  #[inline]
+  pub fn add_postfix(&mut self, postfix: u8) {
+    self.fbb_.push_slot::<u8>(FooBar::VT_POSTFIX, postfix, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> FooBarBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    FooBarBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<FooBar<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
 
-            #[inline]
-            pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
-                FooBarContainer { _tab: table }
-            }
-            #[allow(unused_mut)]
-            pub fn create<
-                'bldr: 'args,
-                'args: 'mut_bldr,
-                'mut_bldr,
-                A: ::flatbuffers::Allocator + 'bldr,
-            >(
-                _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
-                args: &'args FooBarContainerArgs<'args>,
-            ) -> ::flatbuffers::WIPOffset<FooBarContainer<'bldr>> {
-                let mut builder = FooBarContainerBuilder::new(_fbb);
-                if let Some(x) = args.location {
-                    builder.add_location(x);
-                }
-                if let Some(x) = args.list {
-                    builder.add_list(x);
-                }
-                builder.add_fruit(args.fruit);
-                builder.add_initialized(args.initialized);
-                builder.finish()
-            }
+impl ::core::fmt::Debug for FooBar<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("FooBar");
+      ds.field("sibling", &self.sibling());
+      ds.field("name", &self.name());
+      ds.field("rating", &self.rating());
+      ds.field("postfix", &self.postfix());
+      ds.finish()
+  }
+}
+pub enum FooBarContainerOffset {}
+#[derive(Copy, Clone, PartialEq)]
 
-            #[inline]
-            pub fn list(
-                &self,
-            ) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<FooBar<'a>>>>
-            {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe {
-                    self._tab.get::<::flatbuffers::ForwardsUOffset<
-                        ::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<FooBar>>,
-                    >>(FooBarContainer::VT_LIST, None)
-                }
-            }
-            #[inline]
-            pub fn initialized(&self) -> bool {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe {
-                    self._tab
-                        .get::<bool>(FooBarContainer::VT_INITIALIZED, Some(false))
-                        .unwrap()
-                }
-            }
-            #[inline]
-            pub fn fruit(&self) -> Enum {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe {
-                    self._tab
-                        .get::<Enum>(FooBarContainer::VT_FRUIT, Some(Enum::Apples))
-                        .unwrap()
-                }
-            }
-            #[inline]
-            pub fn location(&self) -> Option<&'a str> {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe {
-                    self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(
-                        FooBarContainer::VT_LOCATION,
-                        None,
-                    )
-                }
-            }
-        }
+pub struct FooBarContainer<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
 
-        impl ::flatbuffers::Verifiable for FooBarContainer<'_> {
-            #[inline]
-            fn run_verifier(
-                v: &mut ::flatbuffers::Verifier,
-                pos: usize,
-            ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-                v.visit_table(pos)?
-                    .visit_field::<::flatbuffers::ForwardsUOffset<
-                        ::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<FooBar>>,
-                    >>("list", Self::VT_LIST, false)?
-                    .visit_field::<bool>("initialized", Self::VT_INITIALIZED, false)?
-                    .visit_field::<Enum>("fruit", Self::VT_FRUIT, false)?
-                    .visit_field::<::flatbuffers::ForwardsUOffset<&str>>(
-                        "location",
-                        Self::VT_LOCATION,
-                        false,
-                    )?
-                    .finish();
-                Ok(())
-            }
-        }
-        pub struct FooBarContainerArgs<'a> {
-            pub list: Option<
-                ::flatbuffers::WIPOffset<
-                    ::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<FooBar<'a>>>,
-                >,
-            >,
-            pub initialized: bool,
-            pub fruit: Enum,
-            pub location: Option<::flatbuffers::WIPOffset<&'a str>>,
-        }
-        impl<'a> Default for FooBarContainerArgs<'a> {
-            #[inline]
-            fn default() -> Self {
-                FooBarContainerArgs {
-                    list: None,
-                    initialized: false,
-                    fruit: Enum::Apples,
-                    location: None,
-                }
-            }
-        }
+impl<'a> ::flatbuffers::Follow<'a> for FooBarContainer<'a> {
+  type Inner = FooBarContainer<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
 
-        pub struct FooBarContainerBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
-            fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-            start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
-        }
-        impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> FooBarContainerBuilder<'a, 'b, A> {
-            #[inline]
-            pub fn add_list(
-                &mut self,
-                list: ::flatbuffers::WIPOffset<
-                    ::flatbuffers::Vector<'b, ::flatbuffers::ForwardsUOffset<FooBar<'b>>>,
-                >,
-            ) {
-                self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(
-                    FooBarContainer::VT_LIST,
-                    list,
-                );
-            }
-            #[inline]
-            pub fn add_initialized(&mut self, initialized: bool) {
-                self.fbb_
-                    .push_slot::<bool>(FooBarContainer::VT_INITIALIZED, initialized, false);
-            }
-            #[inline]
-            pub fn add_fruit(&mut self, fruit: Enum) {
-                self.fbb_
-                    .push_slot::<Enum>(FooBarContainer::VT_FRUIT, fruit, Enum::Apples);
-            }
-            #[inline]
-            pub fn add_location(&mut self, location: ::flatbuffers::WIPOffset<&'b str>) {
-                self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(
-                    FooBarContainer::VT_LOCATION,
-                    location,
-                );
-            }
-            #[inline]
-            pub fn new(
-                _fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-            ) -> FooBarContainerBuilder<'a, 'b, A> {
-                let start = _fbb.start_table();
-                FooBarContainerBuilder {
-                    fbb_: _fbb,
-                    start_: start,
-                }
-            }
-            #[inline]
-            pub fn finish(self) -> ::flatbuffers::WIPOffset<FooBarContainer<'a>> {
-                let o = self.fbb_.end_table(self.start_);
-                ::flatbuffers::WIPOffset::new(o.value())
-            }
-        }
+impl<'a> FooBarContainer<'a> {
+  pub const VT_LIST: ::flatbuffers::VOffsetT = 4;
+  pub const VT_INITIALIZED: ::flatbuffers::VOffsetT = 6;
+  pub const VT_FRUIT: ::flatbuffers::VOffsetT = 8;
+  pub const VT_LOCATION: ::flatbuffers::VOffsetT = 10;
 
-        impl ::core::fmt::Debug for FooBarContainer<'_> {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                let mut ds = f.debug_struct("FooBarContainer");
-                ds.field("list", &self.list());
-                ds.field("initialized", &self.initialized());
-                ds.field("fruit", &self.fruit());
-                ds.field("location", &self.location());
-                ds.finish()
-            }
-        }
-        #[inline]
-        /// Verifies that a buffer of bytes contains a `FooBarContainer`
-        /// and returns it.
-        /// Note that verification is still experimental and may not
-        /// catch every error, or be maximally performant. For the
-        /// previous, unchecked, behavior use
-        /// `root_as_foo_bar_container_unchecked`.
-        pub fn root_as_foo_bar_container(
-            buf: &[u8],
-        ) -> Result<FooBarContainer<'_>, ::flatbuffers::InvalidFlatbuffer> {
-            ::flatbuffers::root::<FooBarContainer>(buf)
-        }
-        #[inline]
-        /// Verifies that a buffer of bytes contains a size prefixed
-        /// `FooBarContainer` and returns it.
-        /// Note that verification is still experimental and may not
-        /// catch every error, or be maximally performant. For the
-        /// previous, unchecked, behavior use
-        /// `size_prefixed_root_as_foo_bar_container_unchecked`.
-        pub fn size_prefixed_root_as_foo_bar_container(
-            buf: &[u8],
-        ) -> Result<FooBarContainer<'_>, ::flatbuffers::InvalidFlatbuffer> {
-            ::flatbuffers::size_prefixed_root::<FooBarContainer>(buf)
-        }
-        #[inline]
-        /// Verifies, with the given options, that a buffer of bytes
-        /// contains a `FooBarContainer` and returns it.
-        /// Note that verification is still experimental and may not
-        /// catch every error, or be maximally performant. For the
-        /// previous, unchecked, behavior use
-        /// `root_as_foo_bar_container_unchecked`.
-        pub fn root_as_foo_bar_container_with_opts<'b, 'o>(
-            opts: &'o ::flatbuffers::VerifierOptions,
-            buf: &'b [u8],
-        ) -> Result<FooBarContainer<'b>, ::flatbuffers::InvalidFlatbuffer> {
-            ::flatbuffers::root_with_opts::<FooBarContainer<'b>>(opts, buf)
-        }
-        #[inline]
-        /// Verifies, with the given verifier options, that a buffer of
-        /// bytes contains a size prefixed `FooBarContainer` and returns
-        /// it. Note that verification is still experimental and may not
-        /// catch every error, or be maximally performant. For the
-        /// previous, unchecked, behavior use
-        /// `root_as_foo_bar_container_unchecked`.
-        pub fn size_prefixed_root_as_foo_bar_container_with_opts<'b, 'o>(
-            opts: &'o ::flatbuffers::VerifierOptions,
-            buf: &'b [u8],
-        ) -> Result<FooBarContainer<'b>, ::flatbuffers::InvalidFlatbuffer> {
-            ::flatbuffers::size_prefixed_root_with_opts::<FooBarContainer<'b>>(opts, buf)
-        }
-        #[inline]
-        /// Assumes, without verification, that a buffer of bytes contains a FooBarContainer and returns it.
-        /// # Safety
-        /// Callers must trust the given bytes do indeed contain a valid `FooBarContainer`.
-        pub unsafe fn root_as_foo_bar_container_unchecked(buf: &[u8]) -> FooBarContainer<'_> {
-            unsafe { ::flatbuffers::root_unchecked::<FooBarContainer>(buf) }
-        }
-        #[inline]
-        /// Assumes, without verification, that a buffer of bytes contains a size prefixed FooBarContainer and returns it.
-        /// # Safety
-        /// Callers must trust the given bytes do indeed contain a valid size prefixed `FooBarContainer`.
-        pub unsafe fn size_prefixed_root_as_foo_bar_container_unchecked(
-            buf: &[u8],
-        ) -> FooBarContainer<'_> {
-            unsafe { ::flatbuffers::size_prefixed_root_unchecked::<FooBarContainer>(buf) }
-        }
-        #[inline]
-        pub fn finish_foo_bar_container_buffer<'a, 'b, A: ::flatbuffers::Allocator + 'a>(
-            fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-            root: ::flatbuffers::WIPOffset<FooBarContainer<'a>>,
-        ) {
-            fbb.finish(root, None);
-        }
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    FooBarContainer { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args FooBarContainerArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<FooBarContainer<'bldr>> {
+    let mut builder = FooBarContainerBuilder::new(_fbb);
+    if let Some(x) = args.location { builder.add_location(x); }
+    if let Some(x) = args.list { builder.add_list(x); }
+    builder.add_fruit(args.fruit);
+    builder.add_initialized(args.initialized);
+    builder.finish()
+  }
 
-        #[inline]
-        pub fn finish_size_prefixed_foo_bar_container_buffer<
-            'a,
-            'b,
-            A: ::flatbuffers::Allocator + 'a,
-        >(
-            fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-            root: ::flatbuffers::WIPOffset<FooBarContainer<'a>>,
-        ) {
-            fbb.finish_size_prefixed(root, None);
-        }
-    } // pub mod bench
-} // pub mod kuai
+
+  #[inline]
+  pub fn list(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<FooBar<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<FooBar>>>>(FooBarContainer::VT_LIST, None)}
+  }
+  #[inline]
+  pub fn initialized(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(FooBarContainer::VT_INITIALIZED, Some(false)).unwrap()}
+  }
+  #[inline]
+  pub fn fruit(&self) -> Enum {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<Enum>(FooBarContainer::VT_FRUIT, Some(Enum::Apples)).unwrap()}
+  }
+  #[inline]
+  pub fn location(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(FooBarContainer::VT_LOCATION, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for FooBarContainer<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<FooBar>>>>("list", Self::VT_LIST, false)?
+     .visit_field::<bool>("initialized", Self::VT_INITIALIZED, false)?
+     .visit_field::<Enum>("fruit", Self::VT_FRUIT, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("location", Self::VT_LOCATION, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct FooBarContainerArgs<'a> {
+    pub list: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<FooBar<'a>>>>>,
+    pub initialized: bool,
+    pub fruit: Enum,
+    pub location: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for FooBarContainerArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    FooBarContainerArgs {
+      list: None,
+      initialized: false,
+      fruit: Enum::Apples,
+      location: None,
+    }
+  }
+}
+
+pub struct FooBarContainerBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> FooBarContainerBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_list(&mut self, list: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<FooBar<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(FooBarContainer::VT_LIST, list);
+  }
+  #[inline]
+  pub fn add_initialized(&mut self, initialized: bool) {
+    self.fbb_.push_slot::<bool>(FooBarContainer::VT_INITIALIZED, initialized, false);
+  }
+  #[inline]
+  pub fn add_fruit(&mut self, fruit: Enum) {
+    self.fbb_.push_slot::<Enum>(FooBarContainer::VT_FRUIT, fruit, Enum::Apples);
+  }
+  #[inline]
+  pub fn add_location(&mut self, location: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(FooBarContainer::VT_LOCATION, location);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> FooBarContainerBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    FooBarContainerBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<FooBarContainer<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for FooBarContainer<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("FooBarContainer");
+      ds.field("list", &self.list());
+      ds.field("initialized", &self.initialized());
+      ds.field("fruit", &self.fruit());
+      ds.field("location", &self.location());
+      ds.finish()
+  }
+}
+#[inline]
+/// Verifies that a buffer of bytes contains a `FooBarContainer`
+/// and returns it.
+/// Note that verification is still experimental and may not
+/// catch every error, or be maximally performant. For the
+/// previous, unchecked, behavior use
+/// `root_as_foo_bar_container_unchecked`.
+pub fn root_as_foo_bar_container(buf: &[u8]) -> Result<FooBarContainer<'_>, ::flatbuffers::InvalidFlatbuffer> {
+  ::flatbuffers::root::<FooBarContainer>(buf)
+}
+#[inline]
+/// Verifies that a buffer of bytes contains a size prefixed
+/// `FooBarContainer` and returns it.
+/// Note that verification is still experimental and may not
+/// catch every error, or be maximally performant. For the
+/// previous, unchecked, behavior use
+/// `size_prefixed_root_as_foo_bar_container_unchecked`.
+pub fn size_prefixed_root_as_foo_bar_container(buf: &[u8]) -> Result<FooBarContainer<'_>, ::flatbuffers::InvalidFlatbuffer> {
+  ::flatbuffers::size_prefixed_root::<FooBarContainer>(buf)
+}
+#[inline]
+/// Verifies, with the given options, that a buffer of bytes
+/// contains a `FooBarContainer` and returns it.
+/// Note that verification is still experimental and may not
+/// catch every error, or be maximally performant. For the
+/// previous, unchecked, behavior use
+/// `root_as_foo_bar_container_unchecked`.
+pub fn root_as_foo_bar_container_with_opts<'b, 'o>(
+  opts: &'o ::flatbuffers::VerifierOptions,
+  buf: &'b [u8],
+) -> Result<FooBarContainer<'b>, ::flatbuffers::InvalidFlatbuffer> {
+  ::flatbuffers::root_with_opts::<FooBarContainer<'b>>(opts, buf)
+}
+#[inline]
+/// Verifies, with the given verifier options, that a buffer of
+/// bytes contains a size prefixed `FooBarContainer` and returns
+/// it. Note that verification is still experimental and may not
+/// catch every error, or be maximally performant. For the
+/// previous, unchecked, behavior use
+/// `root_as_foo_bar_container_unchecked`.
+pub fn size_prefixed_root_as_foo_bar_container_with_opts<'b, 'o>(
+  opts: &'o ::flatbuffers::VerifierOptions,
+  buf: &'b [u8],
+) -> Result<FooBarContainer<'b>, ::flatbuffers::InvalidFlatbuffer> {
+  ::flatbuffers::size_prefixed_root_with_opts::<FooBarContainer<'b>>(opts, buf)
+}
+#[inline]
+/// Assumes, without verification, that a buffer of bytes contains a FooBarContainer and returns it.
+/// # Safety
+/// Callers must trust the given bytes do indeed contain a valid `FooBarContainer`.
+pub unsafe fn root_as_foo_bar_container_unchecked(buf: &[u8]) -> FooBarContainer<'_> {
+  unsafe { ::flatbuffers::root_unchecked::<FooBarContainer>(buf) }
+}
+#[inline]
+/// Assumes, without verification, that a buffer of bytes contains a size prefixed FooBarContainer and returns it.
+/// # Safety
+/// Callers must trust the given bytes do indeed contain a valid size prefixed `FooBarContainer`.
+pub unsafe fn size_prefixed_root_as_foo_bar_container_unchecked(buf: &[u8]) -> FooBarContainer<'_> {
+  unsafe { ::flatbuffers::size_prefixed_root_unchecked::<FooBarContainer>(buf) }
+}
+#[inline]
+pub fn finish_foo_bar_container_buffer<'a, 'b, A: ::flatbuffers::Allocator + 'a>(
+    fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+    root: ::flatbuffers::WIPOffset<FooBarContainer<'a>>) {
+  fbb.finish(root, None);
+}
+
+#[inline]
+pub fn finish_size_prefixed_foo_bar_container_buffer<'a, 'b, A: ::flatbuffers::Allocator + 'a>(fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>, root: ::flatbuffers::WIPOffset<FooBarContainer<'a>>) {
+  fbb.finish_size_prefixed(root, None);
+}
+}  // pub mod bench
+}  // pub mod kuai
+

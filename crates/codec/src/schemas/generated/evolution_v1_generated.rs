@@ -2,251 +2,219 @@
 // @generated
 extern crate alloc;
 
+
 #[allow(unused_imports, dead_code)]
 pub mod kuai {
 
-    #[allow(unused_imports, dead_code)]
-    pub mod evolution {
+#[allow(unused_imports, dead_code)]
+pub mod evolution {
 
-        #[allow(unused_imports, dead_code)]
-        pub mod v_1 {
+#[allow(unused_imports, dead_code)]
+pub mod v_1 {
 
-            pub enum UserOffset {}
-            #[derive(Copy, Clone, PartialEq)]
 
-            pub struct User<'a> {
-                pub _tab: ::flatbuffers::Table<'a>,
-            }
+pub enum UserOffset {}
+#[derive(Copy, Clone, PartialEq)]
 
-            impl<'a> ::flatbuffers::Follow<'a> for User<'a> {
-                type Inner = User<'a>;
-                #[inline]
-                unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-                    Self {
-                        _tab: unsafe { ::flatbuffers::Table::new(buf, loc) },
-                    }
-                }
-            }
+pub struct User<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
 
-            impl<'a> User<'a> {
-                pub const VT_ID: ::flatbuffers::VOffsetT = 4;
-                pub const VT_NAME: ::flatbuffers::VOffsetT = 6;
-                pub const VT_EMAIL: ::flatbuffers::VOffsetT = 8;
+impl<'a> ::flatbuffers::Follow<'a> for User<'a> {
+  type Inner = User<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
 
-                #[inline]
-                pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
-                    User { _tab: table }
-                }
-                #[allow(unused_mut)]
-                pub fn create<
-                    'bldr: 'args,
-                    'args: 'mut_bldr,
-                    'mut_bldr,
-                    A: ::flatbuffers::Allocator + 'bldr,
-                >(
-                    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
-                    args: &'args UserArgs<'args>,
-                ) -> ::flatbuffers::WIPOffset<User<'bldr>> {
-                    let mut builder = UserBuilder::new(_fbb);
-                    builder.add_id(args.id);
-                    if let Some(x) = args.email {
-                        builder.add_email(x);
-                    }
-                    if let Some(x) = args.name {
-                        builder.add_name(x);
-                    }
-                    builder.finish()
-                }
+impl<'a> User<'a> {
+  pub const VT_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 6;
+  pub const VT_EMAIL: ::flatbuffers::VOffsetT = 8;
 
-                #[inline]
-                pub fn id(&self) -> u64 {
-                    // Safety:
-                    // Created from valid Table for this object
-                    // which contains a valid value in this slot
-                    unsafe { self._tab.get::<u64>(User::VT_ID, Some(0)).unwrap() }
-                }
-                #[inline]
-                pub fn name(&self) -> Option<&'a str> {
-                    // Safety:
-                    // Created from valid Table for this object
-                    // which contains a valid value in this slot
-                    unsafe {
-                        self._tab
-                            .get::<::flatbuffers::ForwardsUOffset<&str>>(User::VT_NAME, None)
-                    }
-                }
-                #[inline]
-                pub fn email(&self) -> Option<&'a str> {
-                    // Safety:
-                    // Created from valid Table for this object
-                    // which contains a valid value in this slot
-                    unsafe {
-                        self._tab
-                            .get::<::flatbuffers::ForwardsUOffset<&str>>(User::VT_EMAIL, None)
-                    }
-                }
-            }
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    User { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args UserArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<User<'bldr>> {
+    let mut builder = UserBuilder::new(_fbb);
+    builder.add_id(args.id);
+    if let Some(x) = args.email { builder.add_email(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
 
-            impl ::flatbuffers::Verifiable for User<'_> {
-                #[inline]
-                fn run_verifier(
-                    v: &mut ::flatbuffers::Verifier,
-                    pos: usize,
-                ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-                    v.visit_table(pos)?
-                        .visit_field::<u64>("id", Self::VT_ID, false)?
-                        .visit_field::<::flatbuffers::ForwardsUOffset<&str>>(
-                            "name",
-                            Self::VT_NAME,
-                            false,
-                        )?
-                        .visit_field::<::flatbuffers::ForwardsUOffset<&str>>(
-                            "email",
-                            Self::VT_EMAIL,
-                            false,
-                        )?
-                        .finish();
-                    Ok(())
-                }
-            }
-            pub struct UserArgs<'a> {
-                pub id: u64,
-                pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
-                pub email: Option<::flatbuffers::WIPOffset<&'a str>>,
-            }
-            impl<'a> Default for UserArgs<'a> {
-                #[inline]
-                fn default() -> Self {
-                    UserArgs {
-                        id: 0,
-                        name: None,
-                        email: None,
-                    }
-                }
-            }
 
-            pub struct UserBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
-                fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-                start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
-            }
-            impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> UserBuilder<'a, 'b, A> {
-                #[inline]
-                pub fn add_id(&mut self, id: u64) {
-                    self.fbb_.push_slot::<u64>(User::VT_ID, id, 0);
-                }
-                #[inline]
-                pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b str>) {
-                    self.fbb_
-                        .push_slot_always::<::flatbuffers::WIPOffset<_>>(User::VT_NAME, name);
-                }
-                #[inline]
-                pub fn add_email(&mut self, email: ::flatbuffers::WIPOffset<&'b str>) {
-                    self.fbb_
-                        .push_slot_always::<::flatbuffers::WIPOffset<_>>(User::VT_EMAIL, email);
-                }
-                #[inline]
-                pub fn new(
-                    _fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-                ) -> UserBuilder<'a, 'b, A> {
-                    let start = _fbb.start_table();
-                    UserBuilder {
-                        fbb_: _fbb,
-                        start_: start,
-                    }
-                }
-                #[inline]
-                pub fn finish(self) -> ::flatbuffers::WIPOffset<User<'a>> {
-                    let o = self.fbb_.end_table(self.start_);
-                    ::flatbuffers::WIPOffset::new(o.value())
-                }
-            }
+  #[inline]
+  pub fn id(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(User::VT_ID, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(User::VT_NAME, None)}
+  }
+  #[inline]
+  pub fn email(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(User::VT_EMAIL, None)}
+  }
+}
 
-            impl ::core::fmt::Debug for User<'_> {
-                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                    let mut ds = f.debug_struct("User");
-                    ds.field("id", &self.id());
-                    ds.field("name", &self.name());
-                    ds.field("email", &self.email());
-                    ds.finish()
-                }
-            }
-            #[inline]
-            /// Verifies that a buffer of bytes contains a `User`
-            /// and returns it.
-            /// Note that verification is still experimental and may not
-            /// catch every error, or be maximally performant. For the
-            /// previous, unchecked, behavior use
-            /// `root_as_user_unchecked`.
-            pub fn root_as_user(buf: &[u8]) -> Result<User<'_>, ::flatbuffers::InvalidFlatbuffer> {
-                ::flatbuffers::root::<User>(buf)
-            }
-            #[inline]
-            /// Verifies that a buffer of bytes contains a size prefixed
-            /// `User` and returns it.
-            /// Note that verification is still experimental and may not
-            /// catch every error, or be maximally performant. For the
-            /// previous, unchecked, behavior use
-            /// `size_prefixed_root_as_user_unchecked`.
-            pub fn size_prefixed_root_as_user(
-                buf: &[u8],
-            ) -> Result<User<'_>, ::flatbuffers::InvalidFlatbuffer> {
-                ::flatbuffers::size_prefixed_root::<User>(buf)
-            }
-            #[inline]
-            /// Verifies, with the given options, that a buffer of bytes
-            /// contains a `User` and returns it.
-            /// Note that verification is still experimental and may not
-            /// catch every error, or be maximally performant. For the
-            /// previous, unchecked, behavior use
-            /// `root_as_user_unchecked`.
-            pub fn root_as_user_with_opts<'b, 'o>(
-                opts: &'o ::flatbuffers::VerifierOptions,
-                buf: &'b [u8],
-            ) -> Result<User<'b>, ::flatbuffers::InvalidFlatbuffer> {
-                ::flatbuffers::root_with_opts::<User<'b>>(opts, buf)
-            }
-            #[inline]
-            /// Verifies, with the given verifier options, that a buffer of
-            /// bytes contains a size prefixed `User` and returns
-            /// it. Note that verification is still experimental and may not
-            /// catch every error, or be maximally performant. For the
-            /// previous, unchecked, behavior use
-            /// `root_as_user_unchecked`.
-            pub fn size_prefixed_root_as_user_with_opts<'b, 'o>(
-                opts: &'o ::flatbuffers::VerifierOptions,
-                buf: &'b [u8],
-            ) -> Result<User<'b>, ::flatbuffers::InvalidFlatbuffer> {
-                ::flatbuffers::size_prefixed_root_with_opts::<User<'b>>(opts, buf)
-            }
-            #[inline]
-            /// Assumes, without verification, that a buffer of bytes contains a User and returns it.
-            /// # Safety
-            /// Callers must trust the given bytes do indeed contain a valid `User`.
-            pub unsafe fn root_as_user_unchecked(buf: &[u8]) -> User<'_> {
-                unsafe { ::flatbuffers::root_unchecked::<User>(buf) }
-            }
-            #[inline]
-            /// Assumes, without verification, that a buffer of bytes contains a size prefixed User and returns it.
-            /// # Safety
-            /// Callers must trust the given bytes do indeed contain a valid size prefixed `User`.
-            pub unsafe fn size_prefixed_root_as_user_unchecked(buf: &[u8]) -> User<'_> {
-                unsafe { ::flatbuffers::size_prefixed_root_unchecked::<User>(buf) }
-            }
-            #[inline]
-            pub fn finish_user_buffer<'a, 'b, A: ::flatbuffers::Allocator + 'a>(
-                fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-                root: ::flatbuffers::WIPOffset<User<'a>>,
-            ) {
-                fbb.finish(root, None);
-            }
+impl ::flatbuffers::Verifiable for User<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("id", Self::VT_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("email", Self::VT_EMAIL, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct UserArgs<'a> {
+    pub id: u64,
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub email: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for UserArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    UserArgs {
+      id: 0,
+      name: None,
+      email: None,
+    }
+  }
+}
 
-            #[inline]
-            pub fn finish_size_prefixed_user_buffer<'a, 'b, A: ::flatbuffers::Allocator + 'a>(
-                fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-                root: ::flatbuffers::WIPOffset<User<'a>>,
-            ) {
-                fbb.finish_size_prefixed(root, None);
-            }
-        } // pub mod v1
-    } // pub mod evolution
-} // pub mod kuai
+pub struct UserBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> UserBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_id(&mut self, id: u64) {
+    self.fbb_.push_slot::<u64>(User::VT_ID, id, 0);
+  }
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(User::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_email(&mut self, email: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(User::VT_EMAIL, email);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> UserBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    UserBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<User<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for User<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("User");
+      ds.field("id", &self.id());
+      ds.field("name", &self.name());
+      ds.field("email", &self.email());
+      ds.finish()
+  }
+}
+#[inline]
+/// Verifies that a buffer of bytes contains a `User`
+/// and returns it.
+/// Note that verification is still experimental and may not
+/// catch every error, or be maximally performant. For the
+/// previous, unchecked, behavior use
+/// `root_as_user_unchecked`.
+pub fn root_as_user(buf: &[u8]) -> Result<User<'_>, ::flatbuffers::InvalidFlatbuffer> {
+  ::flatbuffers::root::<User>(buf)
+}
+#[inline]
+/// Verifies that a buffer of bytes contains a size prefixed
+/// `User` and returns it.
+/// Note that verification is still experimental and may not
+/// catch every error, or be maximally performant. For the
+/// previous, unchecked, behavior use
+/// `size_prefixed_root_as_user_unchecked`.
+pub fn size_prefixed_root_as_user(buf: &[u8]) -> Result<User<'_>, ::flatbuffers::InvalidFlatbuffer> {
+  ::flatbuffers::size_prefixed_root::<User>(buf)
+}
+#[inline]
+/// Verifies, with the given options, that a buffer of bytes
+/// contains a `User` and returns it.
+/// Note that verification is still experimental and may not
+/// catch every error, or be maximally performant. For the
+/// previous, unchecked, behavior use
+/// `root_as_user_unchecked`.
+pub fn root_as_user_with_opts<'b, 'o>(
+  opts: &'o ::flatbuffers::VerifierOptions,
+  buf: &'b [u8],
+) -> Result<User<'b>, ::flatbuffers::InvalidFlatbuffer> {
+  ::flatbuffers::root_with_opts::<User<'b>>(opts, buf)
+}
+#[inline]
+/// Verifies, with the given verifier options, that a buffer of
+/// bytes contains a size prefixed `User` and returns
+/// it. Note that verification is still experimental and may not
+/// catch every error, or be maximally performant. For the
+/// previous, unchecked, behavior use
+/// `root_as_user_unchecked`.
+pub fn size_prefixed_root_as_user_with_opts<'b, 'o>(
+  opts: &'o ::flatbuffers::VerifierOptions,
+  buf: &'b [u8],
+) -> Result<User<'b>, ::flatbuffers::InvalidFlatbuffer> {
+  ::flatbuffers::size_prefixed_root_with_opts::<User<'b>>(opts, buf)
+}
+#[inline]
+/// Assumes, without verification, that a buffer of bytes contains a User and returns it.
+/// # Safety
+/// Callers must trust the given bytes do indeed contain a valid `User`.
+pub unsafe fn root_as_user_unchecked(buf: &[u8]) -> User<'_> {
+  unsafe { ::flatbuffers::root_unchecked::<User>(buf) }
+}
+#[inline]
+/// Assumes, without verification, that a buffer of bytes contains a size prefixed User and returns it.
+/// # Safety
+/// Callers must trust the given bytes do indeed contain a valid size prefixed `User`.
+pub unsafe fn size_prefixed_root_as_user_unchecked(buf: &[u8]) -> User<'_> {
+  unsafe { ::flatbuffers::size_prefixed_root_unchecked::<User>(buf) }
+}
+#[inline]
+pub fn finish_user_buffer<'a, 'b, A: ::flatbuffers::Allocator + 'a>(
+    fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+    root: ::flatbuffers::WIPOffset<User<'a>>) {
+  fbb.finish(root, None);
+}
+
+#[inline]
+pub fn finish_size_prefixed_user_buffer<'a, 'b, A: ::flatbuffers::Allocator + 'a>(fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>, root: ::flatbuffers::WIPOffset<User<'a>>) {
+  fbb.finish_size_prefixed(root, None);
+}
+}  // pub mod v1
+}  // pub mod evolution
+}  // pub mod kuai
+

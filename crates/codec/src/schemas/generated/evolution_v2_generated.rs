@@ -2,277 +2,236 @@
 // @generated
 extern crate alloc;
 
+
 #[allow(unused_imports, dead_code)]
 pub mod kuai {
 
-    #[allow(unused_imports, dead_code)]
-    pub mod evolution {
+#[allow(unused_imports, dead_code)]
+pub mod evolution {
 
-        #[allow(unused_imports, dead_code)]
-        pub mod v_2 {
+#[allow(unused_imports, dead_code)]
+pub mod v_2 {
 
-            pub enum UserOffset {}
-            #[derive(Copy, Clone, PartialEq)]
 
-            pub struct User<'a> {
-                pub _tab: ::flatbuffers::Table<'a>,
-            }
+pub enum UserOffset {}
+#[derive(Copy, Clone, PartialEq)]
 
-            impl<'a> ::flatbuffers::Follow<'a> for User<'a> {
-                type Inner = User<'a>;
-                #[inline]
-                unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-                    Self {
-                        _tab: unsafe { ::flatbuffers::Table::new(buf, loc) },
-                    }
-                }
-            }
+pub struct User<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
 
-            impl<'a> User<'a> {
-                pub const VT_ID: ::flatbuffers::VOffsetT = 4;
-                pub const VT_DISPLAY_NAME: ::flatbuffers::VOffsetT = 6;
-                pub const VT_NICKNAME: ::flatbuffers::VOffsetT = 10;
-                pub const VT_AGE: ::flatbuffers::VOffsetT = 12;
+impl<'a> ::flatbuffers::Follow<'a> for User<'a> {
+  type Inner = User<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
 
-                #[inline]
-                pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
-                    User { _tab: table }
-                }
-                #[allow(unused_mut)]
-                pub fn create<
-                    'bldr: 'args,
-                    'args: 'mut_bldr,
-                    'mut_bldr,
-                    A: ::flatbuffers::Allocator + 'bldr,
-                >(
-                    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
-                    args: &'args UserArgs<'args>,
-                ) -> ::flatbuffers::WIPOffset<User<'bldr>> {
-                    let mut builder = UserBuilder::new(_fbb);
-                    builder.add_id(args.id);
-                    builder.add_age(args.age);
-                    if let Some(x) = args.nickname {
-                        builder.add_nickname(x);
-                    }
-                    if let Some(x) = args.display_name {
-                        builder.add_display_name(x);
-                    }
-                    builder.finish()
-                }
+impl<'a> User<'a> {
+  pub const VT_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_DISPLAY_NAME: ::flatbuffers::VOffsetT = 6;
+  pub const VT_NICKNAME: ::flatbuffers::VOffsetT = 10;
+  pub const VT_AGE: ::flatbuffers::VOffsetT = 12;
 
-                #[inline]
-                pub fn id(&self) -> u64 {
-                    // Safety:
-                    // Created from valid Table for this object
-                    // which contains a valid value in this slot
-                    unsafe { self._tab.get::<u64>(User::VT_ID, Some(0)).unwrap() }
-                }
-                #[inline]
-                pub fn display_name(&self) -> Option<&'a str> {
-                    // Safety:
-                    // Created from valid Table for this object
-                    // which contains a valid value in this slot
-                    unsafe {
-                        self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(
-                            User::VT_DISPLAY_NAME,
-                            None,
-                        )
-                    }
-                }
-                #[inline]
-                pub fn nickname(&self) -> Option<&'a str> {
-                    // Safety:
-                    // Created from valid Table for this object
-                    // which contains a valid value in this slot
-                    unsafe {
-                        self._tab
-                            .get::<::flatbuffers::ForwardsUOffset<&str>>(User::VT_NICKNAME, None)
-                    }
-                }
-                #[inline]
-                pub fn age(&self) -> u32 {
-                    // Safety:
-                    // Created from valid Table for this object
-                    // which contains a valid value in this slot
-                    unsafe { self._tab.get::<u32>(User::VT_AGE, Some(0)).unwrap() }
-                }
-            }
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    User { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args UserArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<User<'bldr>> {
+    let mut builder = UserBuilder::new(_fbb);
+    builder.add_id(args.id);
+    builder.add_age(args.age);
+    if let Some(x) = args.nickname { builder.add_nickname(x); }
+    if let Some(x) = args.display_name { builder.add_display_name(x); }
+    builder.finish()
+  }
 
-            impl ::flatbuffers::Verifiable for User<'_> {
-                #[inline]
-                fn run_verifier(
-                    v: &mut ::flatbuffers::Verifier,
-                    pos: usize,
-                ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-                    v.visit_table(pos)?
-                        .visit_field::<u64>("id", Self::VT_ID, false)?
-                        .visit_field::<::flatbuffers::ForwardsUOffset<&str>>(
-                            "display_name",
-                            Self::VT_DISPLAY_NAME,
-                            false,
-                        )?
-                        .visit_field::<::flatbuffers::ForwardsUOffset<&str>>(
-                            "nickname",
-                            Self::VT_NICKNAME,
-                            false,
-                        )?
-                        .visit_field::<u32>("age", Self::VT_AGE, false)?
-                        .finish();
-                    Ok(())
-                }
-            }
-            pub struct UserArgs<'a> {
-                pub id: u64,
-                pub display_name: Option<::flatbuffers::WIPOffset<&'a str>>,
-                pub nickname: Option<::flatbuffers::WIPOffset<&'a str>>,
-                pub age: u32,
-            }
-            impl<'a> Default for UserArgs<'a> {
-                #[inline]
-                fn default() -> Self {
-                    UserArgs {
-                        id: 0,
-                        display_name: None,
-                        nickname: None,
-                        age: 0,
-                    }
-                }
-            }
 
-            pub struct UserBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
-                fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-                start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
-            }
-            impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> UserBuilder<'a, 'b, A> {
-                #[inline]
-                pub fn add_id(&mut self, id: u64) {
-                    self.fbb_.push_slot::<u64>(User::VT_ID, id, 0);
-                }
-                #[inline]
-                pub fn add_display_name(
-                    &mut self,
-                    display_name: ::flatbuffers::WIPOffset<&'b str>,
-                ) {
-                    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(
-                        User::VT_DISPLAY_NAME,
-                        display_name,
-                    );
-                }
-                #[inline]
-                pub fn add_nickname(&mut self, nickname: ::flatbuffers::WIPOffset<&'b str>) {
-                    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(
-                        User::VT_NICKNAME,
-                        nickname,
-                    );
-                }
-                #[inline]
-                pub fn add_age(&mut self, age: u32) {
-                    self.fbb_.push_slot::<u32>(User::VT_AGE, age, 0);
-                }
-                #[inline]
-                pub fn new(
-                    _fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-                ) -> UserBuilder<'a, 'b, A> {
-                    let start = _fbb.start_table();
-                    UserBuilder {
-                        fbb_: _fbb,
-                        start_: start,
-                    }
-                }
-                #[inline]
-                pub fn finish(self) -> ::flatbuffers::WIPOffset<User<'a>> {
-                    let o = self.fbb_.end_table(self.start_);
-                    ::flatbuffers::WIPOffset::new(o.value())
-                }
-            }
+  #[inline]
+  pub fn id(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(User::VT_ID, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn display_name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(User::VT_DISPLAY_NAME, None)}
+  }
+  #[inline]
+  pub fn nickname(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(User::VT_NICKNAME, None)}
+  }
+  #[inline]
+  pub fn age(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(User::VT_AGE, Some(0)).unwrap()}
+  }
+}
 
-            impl ::core::fmt::Debug for User<'_> {
-                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                    let mut ds = f.debug_struct("User");
-                    ds.field("id", &self.id());
-                    ds.field("display_name", &self.display_name());
-                    ds.field("nickname", &self.nickname());
-                    ds.field("age", &self.age());
-                    ds.finish()
-                }
-            }
-            #[inline]
-            /// Verifies that a buffer of bytes contains a `User`
-            /// and returns it.
-            /// Note that verification is still experimental and may not
-            /// catch every error, or be maximally performant. For the
-            /// previous, unchecked, behavior use
-            /// `root_as_user_unchecked`.
-            pub fn root_as_user(buf: &[u8]) -> Result<User<'_>, ::flatbuffers::InvalidFlatbuffer> {
-                ::flatbuffers::root::<User>(buf)
-            }
-            #[inline]
-            /// Verifies that a buffer of bytes contains a size prefixed
-            /// `User` and returns it.
-            /// Note that verification is still experimental and may not
-            /// catch every error, or be maximally performant. For the
-            /// previous, unchecked, behavior use
-            /// `size_prefixed_root_as_user_unchecked`.
-            pub fn size_prefixed_root_as_user(
-                buf: &[u8],
-            ) -> Result<User<'_>, ::flatbuffers::InvalidFlatbuffer> {
-                ::flatbuffers::size_prefixed_root::<User>(buf)
-            }
-            #[inline]
-            /// Verifies, with the given options, that a buffer of bytes
-            /// contains a `User` and returns it.
-            /// Note that verification is still experimental and may not
-            /// catch every error, or be maximally performant. For the
-            /// previous, unchecked, behavior use
-            /// `root_as_user_unchecked`.
-            pub fn root_as_user_with_opts<'b, 'o>(
-                opts: &'o ::flatbuffers::VerifierOptions,
-                buf: &'b [u8],
-            ) -> Result<User<'b>, ::flatbuffers::InvalidFlatbuffer> {
-                ::flatbuffers::root_with_opts::<User<'b>>(opts, buf)
-            }
-            #[inline]
-            /// Verifies, with the given verifier options, that a buffer of
-            /// bytes contains a size prefixed `User` and returns
-            /// it. Note that verification is still experimental and may not
-            /// catch every error, or be maximally performant. For the
-            /// previous, unchecked, behavior use
-            /// `root_as_user_unchecked`.
-            pub fn size_prefixed_root_as_user_with_opts<'b, 'o>(
-                opts: &'o ::flatbuffers::VerifierOptions,
-                buf: &'b [u8],
-            ) -> Result<User<'b>, ::flatbuffers::InvalidFlatbuffer> {
-                ::flatbuffers::size_prefixed_root_with_opts::<User<'b>>(opts, buf)
-            }
-            #[inline]
-            /// Assumes, without verification, that a buffer of bytes contains a User and returns it.
-            /// # Safety
-            /// Callers must trust the given bytes do indeed contain a valid `User`.
-            pub unsafe fn root_as_user_unchecked(buf: &[u8]) -> User<'_> {
-                unsafe { ::flatbuffers::root_unchecked::<User>(buf) }
-            }
-            #[inline]
-            /// Assumes, without verification, that a buffer of bytes contains a size prefixed User and returns it.
-            /// # Safety
-            /// Callers must trust the given bytes do indeed contain a valid size prefixed `User`.
-            pub unsafe fn size_prefixed_root_as_user_unchecked(buf: &[u8]) -> User<'_> {
-                unsafe { ::flatbuffers::size_prefixed_root_unchecked::<User>(buf) }
-            }
-            #[inline]
-            pub fn finish_user_buffer<'a, 'b, A: ::flatbuffers::Allocator + 'a>(
-                fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-                root: ::flatbuffers::WIPOffset<User<'a>>,
-            ) {
-                fbb.finish(root, None);
-            }
+impl ::flatbuffers::Verifiable for User<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("id", Self::VT_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("display_name", Self::VT_DISPLAY_NAME, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("nickname", Self::VT_NICKNAME, false)?
+     .visit_field::<u32>("age", Self::VT_AGE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct UserArgs<'a> {
+    pub id: u64,
+    pub display_name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub nickname: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub age: u32,
+}
+impl<'a> Default for UserArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    UserArgs {
+      id: 0,
+      display_name: None,
+      nickname: None,
+      age: 0,
+    }
+  }
+}
 
-            #[inline]
-            pub fn finish_size_prefixed_user_buffer<'a, 'b, A: ::flatbuffers::Allocator + 'a>(
-                fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-                root: ::flatbuffers::WIPOffset<User<'a>>,
-            ) {
-                fbb.finish_size_prefixed(root, None);
-            }
-        } // pub mod v2
-    } // pub mod evolution
-} // pub mod kuai
+pub struct UserBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> UserBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_id(&mut self, id: u64) {
+    self.fbb_.push_slot::<u64>(User::VT_ID, id, 0);
+  }
+  #[inline]
+  pub fn add_display_name(&mut self, display_name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(User::VT_DISPLAY_NAME, display_name);
+  }
+  #[inline]
+  pub fn add_nickname(&mut self, nickname: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(User::VT_NICKNAME, nickname);
+  }
+  #[inline]
+  pub fn add_age(&mut self, age: u32) {
+    self.fbb_.push_slot::<u32>(User::VT_AGE, age, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> UserBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    UserBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<User<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for User<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("User");
+      ds.field("id", &self.id());
+      ds.field("display_name", &self.display_name());
+      ds.field("nickname", &self.nickname());
+      ds.field("age", &self.age());
+      ds.finish()
+  }
+}
+#[inline]
+/// Verifies that a buffer of bytes contains a `User`
+/// and returns it.
+/// Note that verification is still experimental and may not
+/// catch every error, or be maximally performant. For the
+/// previous, unchecked, behavior use
+/// `root_as_user_unchecked`.
+pub fn root_as_user(buf: &[u8]) -> Result<User<'_>, ::flatbuffers::InvalidFlatbuffer> {
+  ::flatbuffers::root::<User>(buf)
+}
+#[inline]
+/// Verifies that a buffer of bytes contains a size prefixed
+/// `User` and returns it.
+/// Note that verification is still experimental and may not
+/// catch every error, or be maximally performant. For the
+/// previous, unchecked, behavior use
+/// `size_prefixed_root_as_user_unchecked`.
+pub fn size_prefixed_root_as_user(buf: &[u8]) -> Result<User<'_>, ::flatbuffers::InvalidFlatbuffer> {
+  ::flatbuffers::size_prefixed_root::<User>(buf)
+}
+#[inline]
+/// Verifies, with the given options, that a buffer of bytes
+/// contains a `User` and returns it.
+/// Note that verification is still experimental and may not
+/// catch every error, or be maximally performant. For the
+/// previous, unchecked, behavior use
+/// `root_as_user_unchecked`.
+pub fn root_as_user_with_opts<'b, 'o>(
+  opts: &'o ::flatbuffers::VerifierOptions,
+  buf: &'b [u8],
+) -> Result<User<'b>, ::flatbuffers::InvalidFlatbuffer> {
+  ::flatbuffers::root_with_opts::<User<'b>>(opts, buf)
+}
+#[inline]
+/// Verifies, with the given verifier options, that a buffer of
+/// bytes contains a size prefixed `User` and returns
+/// it. Note that verification is still experimental and may not
+/// catch every error, or be maximally performant. For the
+/// previous, unchecked, behavior use
+/// `root_as_user_unchecked`.
+pub fn size_prefixed_root_as_user_with_opts<'b, 'o>(
+  opts: &'o ::flatbuffers::VerifierOptions,
+  buf: &'b [u8],
+) -> Result<User<'b>, ::flatbuffers::InvalidFlatbuffer> {
+  ::flatbuffers::size_prefixed_root_with_opts::<User<'b>>(opts, buf)
+}
+#[inline]
+/// Assumes, without verification, that a buffer of bytes contains a User and returns it.
+/// # Safety
+/// Callers must trust the given bytes do indeed contain a valid `User`.
+pub unsafe fn root_as_user_unchecked(buf: &[u8]) -> User<'_> {
+  unsafe { ::flatbuffers::root_unchecked::<User>(buf) }
+}
+#[inline]
+/// Assumes, without verification, that a buffer of bytes contains a size prefixed User and returns it.
+/// # Safety
+/// Callers must trust the given bytes do indeed contain a valid size prefixed `User`.
+pub unsafe fn size_prefixed_root_as_user_unchecked(buf: &[u8]) -> User<'_> {
+  unsafe { ::flatbuffers::size_prefixed_root_unchecked::<User>(buf) }
+}
+#[inline]
+pub fn finish_user_buffer<'a, 'b, A: ::flatbuffers::Allocator + 'a>(
+    fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+    root: ::flatbuffers::WIPOffset<User<'a>>) {
+  fbb.finish(root, None);
+}
+
+#[inline]
+pub fn finish_size_prefixed_user_buffer<'a, 'b, A: ::flatbuffers::Allocator + 'a>(fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>, root: ::flatbuffers::WIPOffset<User<'a>>) {
+  fbb.finish_size_prefixed(root, None);
+}
+}  // pub mod v2
+}  // pub mod evolution
+}  // pub mod kuai
+

@@ -2,717 +2,571 @@
 // @generated
 extern crate alloc;
 
+
 #[allow(unused_imports, dead_code)]
 pub mod kuai {
 
-    #[allow(unused_imports, dead_code)]
-    pub mod log {
+#[allow(unused_imports, dead_code)]
+pub mod log {
 
-        #[deprecated(
-            since = "2.0.0",
-            note = "Use associated constants instead. This will no longer be generated in 2021."
-        )]
-        pub const ENUM_MIN_LEVEL: u8 = 0;
-        #[deprecated(
-            since = "2.0.0",
-            note = "Use associated constants instead. This will no longer be generated in 2021."
-        )]
-        pub const ENUM_MAX_LEVEL: u8 = 4;
-        #[deprecated(
-            since = "2.0.0",
-            note = "Use associated constants instead. This will no longer be generated in 2021."
-        )]
-        #[allow(non_camel_case_types)]
-        pub const ENUM_VALUES_LEVEL: [Level; 5] = [
-            Level::Trace,
-            Level::Debug,
-            Level::Info,
-            Level::Warn,
-            Level::Error,
-        ];
 
-        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-        #[repr(transparent)]
-        pub struct Level(pub u8);
-        #[allow(non_upper_case_globals)]
-        impl Level {
-            pub const Trace: Self = Self(0);
-            pub const Debug: Self = Self(1);
-            pub const Info: Self = Self(2);
-            pub const Warn: Self = Self(3);
-            pub const Error: Self = Self(4);
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MIN_LEVEL: u8 = 0;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MAX_LEVEL: u8 = 4;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[allow(non_camel_case_types)]
+pub const ENUM_VALUES_LEVEL: [Level; 5] = [
+  Level::Trace,
+  Level::Debug,
+  Level::Info,
+  Level::Warn,
+  Level::Error,
+];
 
-            pub const ENUM_MIN: u8 = 0;
-            pub const ENUM_MAX: u8 = 4;
-            pub const ENUM_VALUES: &'static [Self] = &[
-                Self::Trace,
-                Self::Debug,
-                Self::Info,
-                Self::Warn,
-                Self::Error,
-            ];
-            /// Returns the variant's name or "" if unknown.
-            pub fn variant_name(self) -> Option<&'static str> {
-                match self {
-                    Self::Trace => Some("Trace"),
-                    Self::Debug => Some("Debug"),
-                    Self::Info => Some("Info"),
-                    Self::Warn => Some("Warn"),
-                    Self::Error => Some("Error"),
-                    _ => None,
-                }
-            }
-        }
-        impl ::core::fmt::Debug for Level {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
-                if let Some(name) = self.variant_name() {
-                    f.write_str(name)
-                } else {
-                    f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
-                }
-            }
-        }
-        impl<'a> ::flatbuffers::Follow<'a> for Level {
-            type Inner = Self;
-            #[inline]
-            unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-                let b = unsafe { ::flatbuffers::read_scalar_at::<u8>(buf, loc) };
-                Self(b)
-            }
-        }
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(transparent)]
+pub struct Level(pub u8);
+#[allow(non_upper_case_globals)]
+impl Level {
+  pub const Trace: Self = Self(0);
+  pub const Debug: Self = Self(1);
+  pub const Info: Self = Self(2);
+  pub const Warn: Self = Self(3);
+  pub const Error: Self = Self(4);
 
-        impl ::flatbuffers::Push for Level {
-            type Output = Level;
-            #[inline]
-            unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
-                unsafe { ::flatbuffers::emplace_scalar::<u8>(dst, self.0) };
-            }
-        }
+  pub const ENUM_MIN: u8 = 0;
+  pub const ENUM_MAX: u8 = 4;
+  pub const ENUM_VALUES: &'static [Self] = &[
+    Self::Trace,
+    Self::Debug,
+    Self::Info,
+    Self::Warn,
+    Self::Error,
+  ];
+  /// Returns the variant's name or "" if unknown.
+  pub fn variant_name(self) -> Option<&'static str> {
+    match self {
+      Self::Trace => Some("Trace"),
+      Self::Debug => Some("Debug"),
+      Self::Info => Some("Info"),
+      Self::Warn => Some("Warn"),
+      Self::Error => Some("Error"),
+      _ => None,
+    }
+  }
+}
+impl ::core::fmt::Debug for Level {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    if let Some(name) = self.variant_name() {
+      f.write_str(name)
+    } else {
+      f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+    }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for Level {
+  type Inner = Self;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    let b = unsafe { ::flatbuffers::read_scalar_at::<u8>(buf, loc) };
+    Self(b)
+  }
+}
 
-        impl ::flatbuffers::EndianScalar for Level {
-            type Scalar = u8;
-            #[inline]
-            fn to_little_endian(self) -> u8 {
-                self.0.to_le()
-            }
-            #[inline]
-            #[allow(clippy::wrong_self_convention)]
-            fn from_little_endian(v: u8) -> Self {
-                let b = u8::from_le(v);
-                Self(b)
-            }
-        }
+impl ::flatbuffers::Push for Level {
+    type Output = Level;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        unsafe { ::flatbuffers::emplace_scalar::<u8>(dst, self.0) };
+    }
+}
 
-        impl<'a> ::flatbuffers::Verifiable for Level {
-            #[inline]
-            fn run_verifier(
-                v: &mut ::flatbuffers::Verifier,
-                pos: usize,
-            ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-                u8::run_verifier(v, pos)
-            }
-        }
+impl ::flatbuffers::EndianScalar for Level {
+  type Scalar = u8;
+  #[inline]
+  fn to_little_endian(self) -> u8 {
+    self.0.to_le()
+  }
+  #[inline]
+  #[allow(clippy::wrong_self_convention)]
+  fn from_little_endian(v: u8) -> Self {
+    let b = u8::from_le(v);
+    Self(b)
+  }
+}
 
-        impl ::flatbuffers::SimpleToVerifyInSlice for Level {}
-        pub enum FieldOffset {}
-        #[derive(Copy, Clone, PartialEq)]
+impl<'a> ::flatbuffers::Verifiable for Level {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    u8::run_verifier(v, pos)
+  }
+}
 
-        pub struct Field<'a> {
-            pub _tab: ::flatbuffers::Table<'a>,
-        }
+impl ::flatbuffers::SimpleToVerifyInSlice for Level {}
+pub enum FieldOffset {}
+#[derive(Copy, Clone, PartialEq)]
 
-        impl<'a> ::flatbuffers::Follow<'a> for Field<'a> {
-            type Inner = Field<'a>;
-            #[inline]
-            unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-                Self {
-                    _tab: unsafe { ::flatbuffers::Table::new(buf, loc) },
-                }
-            }
-        }
+pub struct Field<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
 
-        impl<'a> Field<'a> {
-            pub const VT_KEY: ::flatbuffers::VOffsetT = 4;
-            pub const VT_VALUE: ::flatbuffers::VOffsetT = 6;
+impl<'a> ::flatbuffers::Follow<'a> for Field<'a> {
+  type Inner = Field<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
 
-            #[inline]
-            pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
-                Field { _tab: table }
-            }
-            #[allow(unused_mut)]
-            pub fn create<
-                'bldr: 'args,
-                'args: 'mut_bldr,
-                'mut_bldr,
-                A: ::flatbuffers::Allocator + 'bldr,
-            >(
-                _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
-                args: &'args FieldArgs<'args>,
-            ) -> ::flatbuffers::WIPOffset<Field<'bldr>> {
-                let mut builder = FieldBuilder::new(_fbb);
-                if let Some(x) = args.value {
-                    builder.add_value(x);
-                }
-                if let Some(x) = args.key {
-                    builder.add_key(x);
-                }
-                builder.finish()
-            }
+impl<'a> Field<'a> {
+  pub const VT_KEY: ::flatbuffers::VOffsetT = 4;
+  pub const VT_VALUE: ::flatbuffers::VOffsetT = 6;
 
-            #[inline]
-            pub fn key(&self) -> Option<&'a str> {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe {
-                    self._tab
-                        .get::<::flatbuffers::ForwardsUOffset<&str>>(Field::VT_KEY, None)
-                }
-            }
-            #[inline]
-            pub fn value(&self) -> Option<&'a str> {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe {
-                    self._tab
-                        .get::<::flatbuffers::ForwardsUOffset<&str>>(Field::VT_VALUE, None)
-                }
-            }
-        }
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    Field { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args FieldArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<Field<'bldr>> {
+    let mut builder = FieldBuilder::new(_fbb);
+    if let Some(x) = args.value { builder.add_value(x); }
+    if let Some(x) = args.key { builder.add_key(x); }
+    builder.finish()
+  }
 
-        impl ::flatbuffers::Verifiable for Field<'_> {
-            #[inline]
-            fn run_verifier(
-                v: &mut ::flatbuffers::Verifier,
-                pos: usize,
-            ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-                v.visit_table(pos)?
-                    .visit_field::<::flatbuffers::ForwardsUOffset<&str>>(
-                        "key",
-                        Self::VT_KEY,
-                        false,
-                    )?
-                    .visit_field::<::flatbuffers::ForwardsUOffset<&str>>(
-                        "value",
-                        Self::VT_VALUE,
-                        false,
-                    )?
-                    .finish();
-                Ok(())
-            }
-        }
-        pub struct FieldArgs<'a> {
-            pub key: Option<::flatbuffers::WIPOffset<&'a str>>,
-            pub value: Option<::flatbuffers::WIPOffset<&'a str>>,
-        }
-        impl<'a> Default for FieldArgs<'a> {
-            #[inline]
-            fn default() -> Self {
-                FieldArgs {
-                    key: None,
-                    value: None,
-                }
-            }
-        }
 
-        pub struct FieldBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
-            fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-            start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
-        }
-        impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> FieldBuilder<'a, 'b, A> {
-            #[inline]
-            pub fn add_key(&mut self, key: ::flatbuffers::WIPOffset<&'b str>) {
-                self.fbb_
-                    .push_slot_always::<::flatbuffers::WIPOffset<_>>(Field::VT_KEY, key);
-            }
-            #[inline]
-            pub fn add_value(&mut self, value: ::flatbuffers::WIPOffset<&'b str>) {
-                self.fbb_
-                    .push_slot_always::<::flatbuffers::WIPOffset<_>>(Field::VT_VALUE, value);
-            }
-            #[inline]
-            pub fn new(
-                _fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-            ) -> FieldBuilder<'a, 'b, A> {
-                let start = _fbb.start_table();
-                FieldBuilder {
-                    fbb_: _fbb,
-                    start_: start,
-                }
-            }
-            #[inline]
-            pub fn finish(self) -> ::flatbuffers::WIPOffset<Field<'a>> {
-                let o = self.fbb_.end_table(self.start_);
-                ::flatbuffers::WIPOffset::new(o.value())
-            }
-        }
+  #[inline]
+  pub fn key(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Field::VT_KEY, None)}
+  }
+  #[inline]
+  pub fn value(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Field::VT_VALUE, None)}
+  }
+}
 
-        impl ::core::fmt::Debug for Field<'_> {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                let mut ds = f.debug_struct("Field");
-                ds.field("key", &self.key());
-                ds.field("value", &self.value());
-                ds.finish()
-            }
-        }
-        pub enum RecordOffset {}
-        #[derive(Copy, Clone, PartialEq)]
+impl ::flatbuffers::Verifiable for Field<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("key", Self::VT_KEY, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("value", Self::VT_VALUE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct FieldArgs<'a> {
+    pub key: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub value: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for FieldArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    FieldArgs {
+      key: None,
+      value: None,
+    }
+  }
+}
 
-        pub struct Record<'a> {
-            pub _tab: ::flatbuffers::Table<'a>,
-        }
+pub struct FieldBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> FieldBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_key(&mut self, key: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Field::VT_KEY, key);
+  }
+  #[inline]
+  pub fn add_value(&mut self, value: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Field::VT_VALUE, value);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> FieldBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    FieldBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<Field<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
 
-        impl<'a> ::flatbuffers::Follow<'a> for Record<'a> {
-            type Inner = Record<'a>;
-            #[inline]
-            unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-                Self {
-                    _tab: unsafe { ::flatbuffers::Table::new(buf, loc) },
-                }
-            }
-        }
+impl ::core::fmt::Debug for Field<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("Field");
+      ds.field("key", &self.key());
+      ds.field("value", &self.value());
+      ds.finish()
+  }
+}
+pub enum RecordOffset {}
+#[derive(Copy, Clone, PartialEq)]
 
-        impl<'a> Record<'a> {
-            pub const VT_TIMESTAMP_NS: ::flatbuffers::VOffsetT = 4;
-            pub const VT_LEVEL: ::flatbuffers::VOffsetT = 6;
-            pub const VT_TARGET: ::flatbuffers::VOffsetT = 8;
-            pub const VT_MESSAGE: ::flatbuffers::VOffsetT = 10;
-            pub const VT_FIELDS: ::flatbuffers::VOffsetT = 12;
-            pub const VT_TRACE_ID: ::flatbuffers::VOffsetT = 14;
+pub struct Record<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
 
-            #[inline]
-            pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
-                Record { _tab: table }
-            }
-            #[allow(unused_mut)]
-            pub fn create<
-                'bldr: 'args,
-                'args: 'mut_bldr,
-                'mut_bldr,
-                A: ::flatbuffers::Allocator + 'bldr,
-            >(
-                _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
-                args: &'args RecordArgs<'args>,
-            ) -> ::flatbuffers::WIPOffset<Record<'bldr>> {
-                let mut builder = RecordBuilder::new(_fbb);
-                builder.add_timestamp_ns(args.timestamp_ns);
-                if let Some(x) = args.trace_id {
-                    builder.add_trace_id(x);
-                }
-                if let Some(x) = args.fields {
-                    builder.add_fields(x);
-                }
-                if let Some(x) = args.message {
-                    builder.add_message(x);
-                }
-                if let Some(x) = args.target {
-                    builder.add_target(x);
-                }
-                builder.add_level(args.level);
-                builder.finish()
-            }
+impl<'a> ::flatbuffers::Follow<'a> for Record<'a> {
+  type Inner = Record<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
 
-            #[inline]
-            pub fn timestamp_ns(&self) -> u64 {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe {
-                    self._tab
-                        .get::<u64>(Record::VT_TIMESTAMP_NS, Some(0))
-                        .unwrap()
-                }
-            }
-            #[inline]
-            pub fn level(&self) -> Level {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe {
-                    self._tab
-                        .get::<Level>(Record::VT_LEVEL, Some(Level::Trace))
-                        .unwrap()
-                }
-            }
-            #[inline]
-            pub fn target(&self) -> Option<&'a str> {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe {
-                    self._tab
-                        .get::<::flatbuffers::ForwardsUOffset<&str>>(Record::VT_TARGET, None)
-                }
-            }
-            #[inline]
-            pub fn message(&self) -> Option<&'a str> {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe {
-                    self._tab
-                        .get::<::flatbuffers::ForwardsUOffset<&str>>(Record::VT_MESSAGE, None)
-                }
-            }
-            #[inline]
-            pub fn fields(
-                &self,
-            ) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Field<'a>>>>
-            {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe {
-                    self._tab.get::<::flatbuffers::ForwardsUOffset<
-                        ::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Field>>,
-                    >>(Record::VT_FIELDS, None)
-                }
-            }
-            #[inline]
-            pub fn trace_id(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe {
-                    self._tab
-                        .get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(
-                            Record::VT_TRACE_ID,
-                            None,
-                        )
-                }
-            }
-        }
+impl<'a> Record<'a> {
+  pub const VT_TIMESTAMP_NS: ::flatbuffers::VOffsetT = 4;
+  pub const VT_LEVEL: ::flatbuffers::VOffsetT = 6;
+  pub const VT_TARGET: ::flatbuffers::VOffsetT = 8;
+  pub const VT_MESSAGE: ::flatbuffers::VOffsetT = 10;
+  pub const VT_FIELDS: ::flatbuffers::VOffsetT = 12;
+  pub const VT_TRACE_ID: ::flatbuffers::VOffsetT = 14;
 
-        impl ::flatbuffers::Verifiable for Record<'_> {
-            #[inline]
-            fn run_verifier(
-                v: &mut ::flatbuffers::Verifier,
-                pos: usize,
-            ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-                v.visit_table(pos)?
-                    .visit_field::<u64>("timestamp_ns", Self::VT_TIMESTAMP_NS, false)?
-                    .visit_field::<Level>("level", Self::VT_LEVEL, false)?
-                    .visit_field::<::flatbuffers::ForwardsUOffset<&str>>(
-                        "target",
-                        Self::VT_TARGET,
-                        false,
-                    )?
-                    .visit_field::<::flatbuffers::ForwardsUOffset<&str>>(
-                        "message",
-                        Self::VT_MESSAGE,
-                        false,
-                    )?
-                    .visit_field::<::flatbuffers::ForwardsUOffset<
-                        ::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Field>>,
-                    >>("fields", Self::VT_FIELDS, false)?
-                    .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>(
-                        "trace_id",
-                        Self::VT_TRACE_ID,
-                        false,
-                    )?
-                    .finish();
-                Ok(())
-            }
-        }
-        pub struct RecordArgs<'a> {
-            pub timestamp_ns: u64,
-            pub level: Level,
-            pub target: Option<::flatbuffers::WIPOffset<&'a str>>,
-            pub message: Option<::flatbuffers::WIPOffset<&'a str>>,
-            pub fields: Option<
-                ::flatbuffers::WIPOffset<
-                    ::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Field<'a>>>,
-                >,
-            >,
-            pub trace_id: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
-        }
-        impl<'a> Default for RecordArgs<'a> {
-            #[inline]
-            fn default() -> Self {
-                RecordArgs {
-                    timestamp_ns: 0,
-                    level: Level::Trace,
-                    target: None,
-                    message: None,
-                    fields: None,
-                    trace_id: None,
-                }
-            }
-        }
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    Record { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args RecordArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<Record<'bldr>> {
+    let mut builder = RecordBuilder::new(_fbb);
+    builder.add_timestamp_ns(args.timestamp_ns);
+    if let Some(x) = args.trace_id { builder.add_trace_id(x); }
+    if let Some(x) = args.fields { builder.add_fields(x); }
+    if let Some(x) = args.message { builder.add_message(x); }
+    if let Some(x) = args.target { builder.add_target(x); }
+    builder.add_level(args.level);
+    builder.finish()
+  }
 
-        pub struct RecordBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
-            fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-            start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
-        }
-        impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> RecordBuilder<'a, 'b, A> {
-            #[inline]
-            pub fn add_timestamp_ns(&mut self, timestamp_ns: u64) {
-                self.fbb_
-                    .push_slot::<u64>(Record::VT_TIMESTAMP_NS, timestamp_ns, 0);
-            }
-            #[inline]
-            pub fn add_level(&mut self, level: Level) {
-                self.fbb_
-                    .push_slot::<Level>(Record::VT_LEVEL, level, Level::Trace);
-            }
-            #[inline]
-            pub fn add_target(&mut self, target: ::flatbuffers::WIPOffset<&'b str>) {
-                self.fbb_
-                    .push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_TARGET, target);
-            }
-            #[inline]
-            pub fn add_message(&mut self, message: ::flatbuffers::WIPOffset<&'b str>) {
-                self.fbb_
-                    .push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_MESSAGE, message);
-            }
-            #[inline]
-            pub fn add_fields(
-                &mut self,
-                fields: ::flatbuffers::WIPOffset<
-                    ::flatbuffers::Vector<'b, ::flatbuffers::ForwardsUOffset<Field<'b>>>,
-                >,
-            ) {
-                self.fbb_
-                    .push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_FIELDS, fields);
-            }
-            #[inline]
-            pub fn add_trace_id(
-                &mut self,
-                trace_id: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b, u8>>,
-            ) {
-                self.fbb_
-                    .push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_TRACE_ID, trace_id);
-            }
-            #[inline]
-            pub fn new(
-                _fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-            ) -> RecordBuilder<'a, 'b, A> {
-                let start = _fbb.start_table();
-                RecordBuilder {
-                    fbb_: _fbb,
-                    start_: start,
-                }
-            }
-            #[inline]
-            pub fn finish(self) -> ::flatbuffers::WIPOffset<Record<'a>> {
-                let o = self.fbb_.end_table(self.start_);
-                ::flatbuffers::WIPOffset::new(o.value())
-            }
-        }
 
-        impl ::core::fmt::Debug for Record<'_> {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                let mut ds = f.debug_struct("Record");
-                ds.field("timestamp_ns", &self.timestamp_ns());
-                ds.field("level", &self.level());
-                ds.field("target", &self.target());
-                ds.field("message", &self.message());
-                ds.field("fields", &self.fields());
-                ds.field("trace_id", &self.trace_id());
-                ds.finish()
-            }
-        }
-        pub enum BatchOffset {}
-        #[derive(Copy, Clone, PartialEq)]
+  #[inline]
+  pub fn timestamp_ns(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Record::VT_TIMESTAMP_NS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn level(&self) -> Level {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<Level>(Record::VT_LEVEL, Some(Level::Trace)).unwrap()}
+  }
+  #[inline]
+  pub fn target(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Record::VT_TARGET, None)}
+  }
+  #[inline]
+  pub fn message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Record::VT_MESSAGE, None)}
+  }
+  #[inline]
+  pub fn fields(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Field<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Field>>>>(Record::VT_FIELDS, None)}
+  }
+  #[inline]
+  pub fn trace_id(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(Record::VT_TRACE_ID, None)}
+  }
+}
 
-        pub struct Batch<'a> {
-            pub _tab: ::flatbuffers::Table<'a>,
-        }
+impl ::flatbuffers::Verifiable for Record<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("timestamp_ns", Self::VT_TIMESTAMP_NS, false)?
+     .visit_field::<Level>("level", Self::VT_LEVEL, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("target", Self::VT_TARGET, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("message", Self::VT_MESSAGE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Field>>>>("fields", Self::VT_FIELDS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("trace_id", Self::VT_TRACE_ID, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct RecordArgs<'a> {
+    pub timestamp_ns: u64,
+    pub level: Level,
+    pub target: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub message: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub fields: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Field<'a>>>>>,
+    pub trace_id: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+}
+impl<'a> Default for RecordArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    RecordArgs {
+      timestamp_ns: 0,
+      level: Level::Trace,
+      target: None,
+      message: None,
+      fields: None,
+      trace_id: None,
+    }
+  }
+}
 
-        impl<'a> ::flatbuffers::Follow<'a> for Batch<'a> {
-            type Inner = Batch<'a>;
-            #[inline]
-            unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-                Self {
-                    _tab: unsafe { ::flatbuffers::Table::new(buf, loc) },
-                }
-            }
-        }
+pub struct RecordBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> RecordBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_timestamp_ns(&mut self, timestamp_ns: u64) {
+    self.fbb_.push_slot::<u64>(Record::VT_TIMESTAMP_NS, timestamp_ns, 0);
+  }
+  #[inline]
+  pub fn add_level(&mut self, level: Level) {
+    self.fbb_.push_slot::<Level>(Record::VT_LEVEL, level, Level::Trace);
+  }
+  #[inline]
+  pub fn add_target(&mut self, target: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_TARGET, target);
+  }
+  #[inline]
+  pub fn add_message(&mut self, message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_MESSAGE, message);
+  }
+  #[inline]
+  pub fn add_fields(&mut self, fields: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<Field<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_FIELDS, fields);
+  }
+  #[inline]
+  pub fn add_trace_id(&mut self, trace_id: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Record::VT_TRACE_ID, trace_id);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> RecordBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    RecordBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<Record<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
 
-        impl<'a> Batch<'a> {
-            pub const VT_RECORDS: ::flatbuffers::VOffsetT = 4;
+impl ::core::fmt::Debug for Record<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("Record");
+      ds.field("timestamp_ns", &self.timestamp_ns());
+      ds.field("level", &self.level());
+      ds.field("target", &self.target());
+      ds.field("message", &self.message());
+      ds.field("fields", &self.fields());
+      ds.field("trace_id", &self.trace_id());
+      ds.finish()
+  }
+}
+pub enum BatchOffset {}
+#[derive(Copy, Clone, PartialEq)]
 
-            #[inline]
-            pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
-                Batch { _tab: table }
-            }
-            #[allow(unused_mut)]
-            pub fn create<
-                'bldr: 'args,
-                'args: 'mut_bldr,
-                'mut_bldr,
-                A: ::flatbuffers::Allocator + 'bldr,
-            >(
-                _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
-                args: &'args BatchArgs<'args>,
-            ) -> ::flatbuffers::WIPOffset<Batch<'bldr>> {
-                let mut builder = BatchBuilder::new(_fbb);
-                if let Some(x) = args.records {
-                    builder.add_records(x);
-                }
-                builder.finish()
-            }
+pub struct Batch<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
 
-            #[inline]
-            pub fn records(
-                &self,
-            ) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Record<'a>>>>
-            {
-                // Safety:
-                // Created from valid Table for this object
-                // which contains a valid value in this slot
-                unsafe {
-                    self._tab.get::<::flatbuffers::ForwardsUOffset<
-                        ::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Record>>,
-                    >>(Batch::VT_RECORDS, None)
-                }
-            }
-        }
+impl<'a> ::flatbuffers::Follow<'a> for Batch<'a> {
+  type Inner = Batch<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
 
-        impl ::flatbuffers::Verifiable for Batch<'_> {
-            #[inline]
-            fn run_verifier(
-                v: &mut ::flatbuffers::Verifier,
-                pos: usize,
-            ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-                v.visit_table(pos)?
-                    .visit_field::<::flatbuffers::ForwardsUOffset<
-                        ::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Record>>,
-                    >>("records", Self::VT_RECORDS, false)?
-                    .finish();
-                Ok(())
-            }
-        }
-        pub struct BatchArgs<'a> {
-            pub records: Option<
-                ::flatbuffers::WIPOffset<
-                    ::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Record<'a>>>,
-                >,
-            >,
-        }
-        impl<'a> Default for BatchArgs<'a> {
-            #[inline]
-            fn default() -> Self {
-                BatchArgs { records: None }
-            }
-        }
+impl<'a> Batch<'a> {
+  pub const VT_RECORDS: ::flatbuffers::VOffsetT = 4;
 
-        pub struct BatchBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
-            fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-            start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
-        }
-        impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> BatchBuilder<'a, 'b, A> {
-            #[inline]
-            pub fn add_records(
-                &mut self,
-                records: ::flatbuffers::WIPOffset<
-                    ::flatbuffers::Vector<'b, ::flatbuffers::ForwardsUOffset<Record<'b>>>,
-                >,
-            ) {
-                self.fbb_
-                    .push_slot_always::<::flatbuffers::WIPOffset<_>>(Batch::VT_RECORDS, records);
-            }
-            #[inline]
-            pub fn new(
-                _fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-            ) -> BatchBuilder<'a, 'b, A> {
-                let start = _fbb.start_table();
-                BatchBuilder {
-                    fbb_: _fbb,
-                    start_: start,
-                }
-            }
-            #[inline]
-            pub fn finish(self) -> ::flatbuffers::WIPOffset<Batch<'a>> {
-                let o = self.fbb_.end_table(self.start_);
-                ::flatbuffers::WIPOffset::new(o.value())
-            }
-        }
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    Batch { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args BatchArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<Batch<'bldr>> {
+    let mut builder = BatchBuilder::new(_fbb);
+    if let Some(x) = args.records { builder.add_records(x); }
+    builder.finish()
+  }
 
-        impl ::core::fmt::Debug for Batch<'_> {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                let mut ds = f.debug_struct("Batch");
-                ds.field("records", &self.records());
-                ds.finish()
-            }
-        }
-        #[inline]
-        /// Verifies that a buffer of bytes contains a `Batch`
-        /// and returns it.
-        /// Note that verification is still experimental and may not
-        /// catch every error, or be maximally performant. For the
-        /// previous, unchecked, behavior use
-        /// `root_as_batch_unchecked`.
-        pub fn root_as_batch(buf: &[u8]) -> Result<Batch<'_>, ::flatbuffers::InvalidFlatbuffer> {
-            ::flatbuffers::root::<Batch>(buf)
-        }
-        #[inline]
-        /// Verifies that a buffer of bytes contains a size prefixed
-        /// `Batch` and returns it.
-        /// Note that verification is still experimental and may not
-        /// catch every error, or be maximally performant. For the
-        /// previous, unchecked, behavior use
-        /// `size_prefixed_root_as_batch_unchecked`.
-        pub fn size_prefixed_root_as_batch(
-            buf: &[u8],
-        ) -> Result<Batch<'_>, ::flatbuffers::InvalidFlatbuffer> {
-            ::flatbuffers::size_prefixed_root::<Batch>(buf)
-        }
-        #[inline]
-        /// Verifies, with the given options, that a buffer of bytes
-        /// contains a `Batch` and returns it.
-        /// Note that verification is still experimental and may not
-        /// catch every error, or be maximally performant. For the
-        /// previous, unchecked, behavior use
-        /// `root_as_batch_unchecked`.
-        pub fn root_as_batch_with_opts<'b, 'o>(
-            opts: &'o ::flatbuffers::VerifierOptions,
-            buf: &'b [u8],
-        ) -> Result<Batch<'b>, ::flatbuffers::InvalidFlatbuffer> {
-            ::flatbuffers::root_with_opts::<Batch<'b>>(opts, buf)
-        }
-        #[inline]
-        /// Verifies, with the given verifier options, that a buffer of
-        /// bytes contains a size prefixed `Batch` and returns
-        /// it. Note that verification is still experimental and may not
-        /// catch every error, or be maximally performant. For the
-        /// previous, unchecked, behavior use
-        /// `root_as_batch_unchecked`.
-        pub fn size_prefixed_root_as_batch_with_opts<'b, 'o>(
-            opts: &'o ::flatbuffers::VerifierOptions,
-            buf: &'b [u8],
-        ) -> Result<Batch<'b>, ::flatbuffers::InvalidFlatbuffer> {
-            ::flatbuffers::size_prefixed_root_with_opts::<Batch<'b>>(opts, buf)
-        }
-        #[inline]
-        /// Assumes, without verification, that a buffer of bytes contains a Batch and returns it.
-        /// # Safety
-        /// Callers must trust the given bytes do indeed contain a valid `Batch`.
-        pub unsafe fn root_as_batch_unchecked(buf: &[u8]) -> Batch<'_> {
-            unsafe { ::flatbuffers::root_unchecked::<Batch>(buf) }
-        }
-        #[inline]
-        /// Assumes, without verification, that a buffer of bytes contains a size prefixed Batch and returns it.
-        /// # Safety
-        /// Callers must trust the given bytes do indeed contain a valid size prefixed `Batch`.
-        pub unsafe fn size_prefixed_root_as_batch_unchecked(buf: &[u8]) -> Batch<'_> {
-            unsafe { ::flatbuffers::size_prefixed_root_unchecked::<Batch>(buf) }
-        }
-        #[inline]
-        pub fn finish_batch_buffer<'a, 'b, A: ::flatbuffers::Allocator + 'a>(
-            fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-            root: ::flatbuffers::WIPOffset<Batch<'a>>,
-        ) {
-            fbb.finish(root, None);
-        }
 
-        #[inline]
-        pub fn finish_size_prefixed_batch_buffer<'a, 'b, A: ::flatbuffers::Allocator + 'a>(
-            fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-            root: ::flatbuffers::WIPOffset<Batch<'a>>,
-        ) {
-            fbb.finish_size_prefixed(root, None);
-        }
-    } // pub mod log
-} // pub mod kuai
+  #[inline]
+  pub fn records(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Record<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Record>>>>(Batch::VT_RECORDS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for Batch<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Record>>>>("records", Self::VT_RECORDS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct BatchArgs<'a> {
+    pub records: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Record<'a>>>>>,
+}
+impl<'a> Default for BatchArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    BatchArgs {
+      records: None,
+    }
+  }
+}
+
+pub struct BatchBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> BatchBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_records(&mut self, records: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<Record<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Batch::VT_RECORDS, records);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> BatchBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    BatchBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<Batch<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for Batch<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("Batch");
+      ds.field("records", &self.records());
+      ds.finish()
+  }
+}
+#[inline]
+/// Verifies that a buffer of bytes contains a `Batch`
+/// and returns it.
+/// Note that verification is still experimental and may not
+/// catch every error, or be maximally performant. For the
+/// previous, unchecked, behavior use
+/// `root_as_batch_unchecked`.
+pub fn root_as_batch(buf: &[u8]) -> Result<Batch<'_>, ::flatbuffers::InvalidFlatbuffer> {
+  ::flatbuffers::root::<Batch>(buf)
+}
+#[inline]
+/// Verifies that a buffer of bytes contains a size prefixed
+/// `Batch` and returns it.
+/// Note that verification is still experimental and may not
+/// catch every error, or be maximally performant. For the
+/// previous, unchecked, behavior use
+/// `size_prefixed_root_as_batch_unchecked`.
+pub fn size_prefixed_root_as_batch(buf: &[u8]) -> Result<Batch<'_>, ::flatbuffers::InvalidFlatbuffer> {
+  ::flatbuffers::size_prefixed_root::<Batch>(buf)
+}
+#[inline]
+/// Verifies, with the given options, that a buffer of bytes
+/// contains a `Batch` and returns it.
+/// Note that verification is still experimental and may not
+/// catch every error, or be maximally performant. For the
+/// previous, unchecked, behavior use
+/// `root_as_batch_unchecked`.
+pub fn root_as_batch_with_opts<'b, 'o>(
+  opts: &'o ::flatbuffers::VerifierOptions,
+  buf: &'b [u8],
+) -> Result<Batch<'b>, ::flatbuffers::InvalidFlatbuffer> {
+  ::flatbuffers::root_with_opts::<Batch<'b>>(opts, buf)
+}
+#[inline]
+/// Verifies, with the given verifier options, that a buffer of
+/// bytes contains a size prefixed `Batch` and returns
+/// it. Note that verification is still experimental and may not
+/// catch every error, or be maximally performant. For the
+/// previous, unchecked, behavior use
+/// `root_as_batch_unchecked`.
+pub fn size_prefixed_root_as_batch_with_opts<'b, 'o>(
+  opts: &'o ::flatbuffers::VerifierOptions,
+  buf: &'b [u8],
+) -> Result<Batch<'b>, ::flatbuffers::InvalidFlatbuffer> {
+  ::flatbuffers::size_prefixed_root_with_opts::<Batch<'b>>(opts, buf)
+}
+#[inline]
+/// Assumes, without verification, that a buffer of bytes contains a Batch and returns it.
+/// # Safety
+/// Callers must trust the given bytes do indeed contain a valid `Batch`.
+pub unsafe fn root_as_batch_unchecked(buf: &[u8]) -> Batch<'_> {
+  unsafe { ::flatbuffers::root_unchecked::<Batch>(buf) }
+}
+#[inline]
+/// Assumes, without verification, that a buffer of bytes contains a size prefixed Batch and returns it.
+/// # Safety
+/// Callers must trust the given bytes do indeed contain a valid size prefixed `Batch`.
+pub unsafe fn size_prefixed_root_as_batch_unchecked(buf: &[u8]) -> Batch<'_> {
+  unsafe { ::flatbuffers::size_prefixed_root_unchecked::<Batch>(buf) }
+}
+#[inline]
+pub fn finish_batch_buffer<'a, 'b, A: ::flatbuffers::Allocator + 'a>(
+    fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+    root: ::flatbuffers::WIPOffset<Batch<'a>>) {
+  fbb.finish(root, None);
+}
+
+#[inline]
+pub fn finish_size_prefixed_batch_buffer<'a, 'b, A: ::flatbuffers::Allocator + 'a>(fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>, root: ::flatbuffers::WIPOffset<Batch<'a>>) {
+  fbb.finish_size_prefixed(root, None);
+}
+}  // pub mod log
+}  // pub mod kuai
+
