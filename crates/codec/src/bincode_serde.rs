@@ -19,9 +19,11 @@ type Config<const LIMIT: usize> = Configuration<LittleEndian, Varint, Limit<LIMI
 /// bincode 2's `standard()` format (little-endian, varint integers) through
 /// serde, for any `T: Serialize + DeserializeOwned`.
 ///
-/// `LIMIT` bounds the bytes a decode may claim: a hostile length prefix can
-/// make bincode allocate at most `LIMIT` bytes before the decode fails. bincode
-/// takes its limit as a compile-time constant, hence the const parameter:
+/// `LIMIT` bounds the bytes a decode may claim: a hostile string or byte
+/// length makes bincode allocate at most `LIMIT` bytes before the decode
+/// fails (sequences are pre-allocated by serde, which caps its length hint at
+/// 1 MiB, so the bound there is `max(LIMIT, 1 MiB)`). bincode takes its limit
+/// as a compile-time constant, hence the const parameter:
 ///
 /// ```
 /// use kuai_codec::Bincode;
