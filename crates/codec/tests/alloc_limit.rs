@@ -60,7 +60,10 @@ fn hostile_lengths_stay_within_limits() {
     // Sequences go through serde, whose length hint is capped at 1 MiB.
     let (peak, res) = largest_during(|| Decoder::<Vec<u64>>::decode(&codec, &huge));
     assert!(res.is_err());
-    assert!(peak <= SERDE_PREALLOC_CAP, "bincode vec allocated {peak} bytes");
+    assert!(
+        peak <= SERDE_PREALLOC_CAP,
+        "bincode vec allocated {peak} bytes"
+    );
 
     // msgpack: str32 / array32 / map32 claiming 4 billion entries.
     for input in [

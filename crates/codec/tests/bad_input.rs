@@ -38,11 +38,10 @@ fn sample() -> Record {
 }
 
 /// The serde codecs under test, boxed behind one signature.
-fn serde_codecs() -> Vec<(
-    &'static str,
-    Box<dyn Fn(&[u8]) -> kuai_core::Result<Record>>,
-    Vec<u8>,
-)> {
+/// A decode function behind one signature.
+type DecodeFn = Box<dyn Fn(&[u8]) -> kuai_core::Result<Record>>;
+
+fn serde_codecs() -> Vec<(&'static str, DecodeFn, Vec<u8>)> {
     let r = sample();
     let enc = |c: &dyn Encoder<Record>| c.encode_to_vec(&r).unwrap_or_default();
     vec![
@@ -208,19 +207,19 @@ fn foobar_buffer() -> Vec<u8> {
     let mut list = Vec::new();
     for i in 0..3u8 {
         let name = fbb.create_string("Hello, World!");
-        let foo = Foo::new(
+        let parent = Foo::new(
             0xABAD_CAFE_ABAD_CAFE + u64::from(i),
             10_000,
             b'@' as i8,
             1_000_000,
         );
-        let bar = Bar::new(&foo, 123_456, 3.14159, 10_000);
+        let bar = Bar::new(&parent, 123_456, 2.5, 10_000);
         list.push(FooBar::create(
             &mut fbb,
             &FooBarArgs {
                 sibling: Some(&bar),
                 name: Some(name),
-                rating: 3.14,
+                rating: 1.25,
                 postfix: b'!',
             },
         ));
@@ -249,12 +248,12 @@ fn traverse(c: FooBarContainer<'_>) -> u64 {
         parts.extend([u64::from(fb.postfix()), fb.rating() as u64]);
         if let Some(bar) = fb.sibling() {
             parts.extend([bar.ratio() as u64, u64::from(bar.size()), bar.time() as u64]);
-            let foo = bar.parent();
+            let p = bar.parent();
             parts.extend([
-                foo.id(),
-                foo.count() as u64,
-                foo.prefix() as u64,
-                u64::from(foo.length()),
+                p.id(),
+                p.count() as u64,
+                p.prefix() as u64,
+                u64::from(p.length()),
             ]);
         }
     }
