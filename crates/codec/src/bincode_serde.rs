@@ -9,6 +9,7 @@ use bytes::BytesMut;
 use kuai_core::{Decoder, Encoder, Result};
 use serde::{Serialize, de::DeserializeOwned};
 
+use crate::bytes_writer::BytesWriter;
 use crate::error::CodecError;
 
 /// The default decode limit of [`Bincode`]: 16 MiB.
@@ -75,17 +76,6 @@ impl<const LIMIT: usize> Bincode<LIMIT> {
 impl<const LIMIT: usize> std::fmt::Debug for Bincode<LIMIT> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Bincode").field("limit", &LIMIT).finish()
-    }
-}
-
-/// Appends bincode's output straight into a `BytesMut`.
-struct BytesWriter<'a>(&'a mut BytesMut);
-
-impl bincode::enc::write::Writer for BytesWriter<'_> {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) -> std::result::Result<(), bincode::error::EncodeError> {
-        self.0.extend_from_slice(bytes);
-        Ok(())
     }
 }
 

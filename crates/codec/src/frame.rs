@@ -20,6 +20,10 @@ pub const DEFAULT_MAX_FRAME: usize = 8 << 20;
 /// The longest varint prefix: a `u32` needs at most five 7-bit groups.
 const MAX_VARINT: usize = 5;
 
+/// The varint width [`FrameCodec::encode_with`] reserves before it knows the
+/// payload length.
+const VARINT_GUESS: usize = 2;
+
 /// How a frame's length is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LengthPrefix {
@@ -115,8 +119,9 @@ impl FrameCodec {
     }
 
     /// Appends one frame whose payload `write` appends to the buffer it is
-    /// given, without an intermediate copy for `u32` prefixes (and a single
-    /// in-place move for varint prefixes).
+    /// given, without an intermediate copy for `u32` prefixes; varint
+    /// prefixes move the payload once in place when it is under 128 bytes or
+    /// over 16 KiB.
     ///
     /// On error, `dst` is left as it was.
     pub fn encode_with(
@@ -125,8 +130,10 @@ impl FrameCodec {
         write: impl FnOnce(&mut BytesMut) -> Result<()>,
     ) -> Result<()> {
         let start = dst.len();
+        // Varints are guessed at two bytes (payloads of 128 B to 16 KiB), so
+        // the common case needs no move; otherwise the payload shifts once.
         let reserved = match self.prefix {
-            LengthPrefix::Varint => MAX_VARINT,
+            LengthPrefix::Varint => VARINT_GUESS,
             LengthPrefix::U32Be => 4,
         };
         dst.put_bytes(0, reserved);
@@ -145,10 +152,14 @@ impl FrameCodec {
             }
             LengthPrefix::Varint => {
                 let (bytes, n) = varint_bytes(len as u32);
-                let gap = MAX_VARINT - n;
-                if gap > 0 {
-                    dst.copy_within(start + reserved.., start + n);
-                    dst.truncate(dst.len() - gap);
+                let body = start + reserved;
+                if n < reserved {
+                    dst.copy_within(body.., start + n);
+                    dst.truncate(dst.len() - (reserved - n));
+                } else if n > reserved {
+                    let end = dst.len();
+                    dst.put_bytes(0, n - reserved);
+                    dst.copy_within(body..end, start + n);
                 }
                 dst[start..start + n].copy_from_slice(&bytes[..n]);
             }

@@ -1,9 +1,10 @@
 //! JSON (serde_json): the human-readable, universally supported baseline.
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use kuai_core::{Decoder, Encoder, Result};
 use serde::{Serialize, de::DeserializeOwned};
 
+use crate::bytes_writer::BytesWriter;
 use crate::error::CodecError;
 use crate::msgpack::{DEFAULT_MAX_INPUT, too_large};
 
@@ -51,7 +52,8 @@ impl Json {
 impl<T: Serialize + ?Sized> Encoder<T> for Json {
     #[inline]
     fn encode(&self, item: &T, dst: &mut BytesMut) -> Result<()> {
-        serde_json::to_writer(dst.writer(), item).map_err(|e| CodecError::encode("json", e).into())
+        serde_json::to_writer(BytesWriter(dst), item)
+            .map_err(|e| CodecError::encode("json", e).into())
     }
 }
 

@@ -66,6 +66,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod bincode_serde;
+mod bytes_writer;
 #[cfg(feature = "lz4")]
 mod compress;
 mod error;

@@ -1,9 +1,10 @@
 //! MessagePack (rmp-serde): compact binary, cross-language, self-describing.
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use kuai_core::{Decoder, Encoder, Result};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+use crate::bytes_writer::BytesWriter;
 use crate::error::CodecError;
 
 /// The default input limit of [`MsgPack`] and [`Json`](crate::Json): 16 MiB.
@@ -100,7 +101,7 @@ impl MsgPack {
 impl<T: Serialize + ?Sized> Encoder<T> for MsgPack {
     #[inline]
     fn encode(&self, item: &T, dst: &mut BytesMut) -> Result<()> {
-        let writer = dst.writer();
+        let writer = BytesWriter(dst);
         let res = match self.mode {
             StructMode::Compact => item.serialize(&mut rmp_serde::Serializer::new(writer)),
             StructMode::Named => {
