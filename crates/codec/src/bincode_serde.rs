@@ -9,7 +9,7 @@ use bytes::BytesMut;
 use kuai_core::{Decoder, Encoder, Result};
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::bytes_writer::BytesWriter;
+use crate::bytes_writer;
 use crate::error::CodecError;
 
 /// The default decode limit of [`Bincode`]: 16 MiB.
@@ -82,8 +82,10 @@ impl<const LIMIT: usize> std::fmt::Debug for Bincode<LIMIT> {
 impl<T: Serialize + ?Sized, const LIMIT: usize> Encoder<T> for Bincode<LIMIT> {
     #[inline]
     fn encode(&self, item: &T, dst: &mut BytesMut) -> Result<()> {
-        bincode::serde::encode_into_writer(item, BytesWriter(dst), self.config())
-            .map_err(|e| CodecError::encode("bincode", e).into())
+        bytes_writer::append(dst, |w| {
+            bincode::serde::encode_into_writer(item, w, self.config())
+        })
+        .map_err(|e| CodecError::encode("bincode", e).into())
     }
 }
 

@@ -1,36 +1,131 @@
-//! Appending encoder output straight into a `BytesMut`.
+//! Appending encoder output to a `BytesMut`, cheaply for many tiny writes.
 
 use bytes::BytesMut;
 
-/// An [`std::io::Write`] (and bincode `Writer`) that appends to a
-/// `BytesMut`. Serializers issue many tiny writes (one-byte markers), so every
-/// method is a single inlined `extend_from_slice`; `bytes`' own
-/// `Writer<BufMut>` goes through `remaining_mut` and `put` on each call.
-pub(crate) struct BytesWriter<'a>(pub(crate) &'a mut BytesMut);
+/// Bytes gathered on the stack before each append to the `BytesMut`.
+const CHUNK: usize = 256;
 
-impl std::io::Write for BytesWriter<'_> {
+/// An [`std::io::Write`] (and bincode `Writer`) that appends to a `BytesMut`.
+///
+/// Serializers issue many tiny writes (one-byte markers, punctuation), and
+/// each `BytesMut::extend_from_slice` costs a capacity check that is not
+/// inlined; gathering writes in a small stack buffer makes the common write
+/// a bounds-checked copy. Writes of a chunk or more go straight through.
+/// Call [`ChunkWriter::finish`] to flush.
+pub(crate) struct ChunkWriter<'a> {
+    dst: &'a mut BytesMut,
+    buf: [u8; CHUNK],
+    len: usize,
+}
+
+impl<'a> ChunkWriter<'a> {
+    #[inline]
+    pub(crate) fn new(dst: &'a mut BytesMut) -> Self {
+        ChunkWriter {
+            dst,
+            buf: [0; CHUNK],
+            len: 0,
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        if end <= CHUNK {
+            self.buf[self.len..end].copy_from_slice(bytes);
+            self.len = end;
+        } else {
+            self.flush_buf();
+            if bytes.len() >= CHUNK {
+                self.dst.extend_from_slice(bytes);
+            } else {
+                self.buf[..bytes.len()].copy_from_slice(bytes);
+                self.len = bytes.len();
+            }
+        }
+    }
+
+    #[inline]
+    fn flush_buf(&mut self) {
+        if self.len > 0 {
+            self.dst.extend_from_slice(&self.buf[..self.len]);
+            self.len = 0;
+        }
+    }
+
+    /// Appends whatever is still buffered.
+    #[inline]
+    pub(crate) fn finish(mut self) {
+        self.flush_buf();
+    }
+}
+
+impl std::io::Write for ChunkWriter<'_> {
     #[inline]
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.extend_from_slice(buf);
+        self.push(buf);
         Ok(buf.len())
     }
 
     #[inline]
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        self.0.extend_from_slice(buf);
+        self.push(buf);
         Ok(())
     }
 
     #[inline]
     fn flush(&mut self) -> std::io::Result<()> {
+        self.flush_buf();
         Ok(())
     }
 }
 
-impl bincode::enc::write::Writer for BytesWriter<'_> {
+impl bincode::enc::write::Writer for ChunkWriter<'_> {
     #[inline]
     fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
-        self.0.extend_from_slice(bytes);
+        self.push(bytes);
         Ok(())
+    }
+}
+
+/// Runs `write` with a [`ChunkWriter`] over `dst`; on error `dst` is left as
+/// it was.
+#[inline]
+pub(crate) fn append<E>(
+    dst: &mut BytesMut,
+    write: impl FnOnce(&mut ChunkWriter<'_>) -> Result<(), E>,
+) -> Result<(), E> {
+    let start = dst.len();
+    let mut w = ChunkWriter::new(dst);
+    match write(&mut w) {
+        Ok(()) => {
+            w.finish();
+            Ok(())
+        }
+        Err(e) => {
+            drop(w);
+            dst.truncate(start);
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn mixed_write_sizes_arrive_in_order() {
+        let mut dst = BytesMut::from(&b"head:"[..]);
+        let mut want = b"head:".to_vec();
+        let mut w = ChunkWriter::new(&mut dst);
+        for i in 0..600usize {
+            let piece = vec![(i % 251) as u8; i % 300];
+            w.write_all(&piece).ok();
+            want.extend_from_slice(&piece);
+        }
+        w.finish();
+        assert_eq!(&dst[..], &want[..]);
     }
 }

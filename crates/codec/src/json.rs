@@ -4,7 +4,7 @@ use bytes::BytesMut;
 use kuai_core::{Decoder, Encoder, Result};
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::bytes_writer::BytesWriter;
+use crate::bytes_writer;
 use crate::error::CodecError;
 use crate::msgpack::{DEFAULT_MAX_INPUT, too_large};
 
@@ -52,7 +52,7 @@ impl Json {
 impl<T: Serialize + ?Sized> Encoder<T> for Json {
     #[inline]
     fn encode(&self, item: &T, dst: &mut BytesMut) -> Result<()> {
-        serde_json::to_writer(BytesWriter(dst), item)
+        bytes_writer::append(dst, |w| serde_json::to_writer(w, item))
             .map_err(|e| CodecError::encode("json", e).into())
     }
 }
@@ -86,6 +86,10 @@ mod tests {
         m.insert(vec![1u8], 1);
         let res = Json::new().encode_to_vec(&m);
         assert_eq!(res.map_err(|e| e.kind()), Err(ErrorKind::InvalidInput));
+        // A failed encode leaves the buffer as it was.
+        let mut dst = BytesMut::from(&b"kept"[..]);
+        assert!(Json::new().encode(&vec![m], &mut dst).is_err());
+        assert_eq!(&dst[..], b"kept");
     }
 
     #[test]

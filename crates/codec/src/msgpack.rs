@@ -4,7 +4,7 @@ use bytes::BytesMut;
 use kuai_core::{Decoder, Encoder, Result};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::bytes_writer::BytesWriter;
+use crate::bytes_writer;
 use crate::error::CodecError;
 
 /// The default input limit of [`MsgPack`] and [`Json`](crate::Json): 16 MiB.
@@ -101,14 +101,13 @@ impl MsgPack {
 impl<T: Serialize + ?Sized> Encoder<T> for MsgPack {
     #[inline]
     fn encode(&self, item: &T, dst: &mut BytesMut) -> Result<()> {
-        let writer = BytesWriter(dst);
-        let res = match self.mode {
-            StructMode::Compact => item.serialize(&mut rmp_serde::Serializer::new(writer)),
+        bytes_writer::append(dst, |w| match self.mode {
+            StructMode::Compact => item.serialize(&mut rmp_serde::Serializer::new(w)),
             StructMode::Named => {
-                item.serialize(&mut rmp_serde::Serializer::new(writer).with_struct_map())
+                item.serialize(&mut rmp_serde::Serializer::new(w).with_struct_map())
             }
-        };
-        res.map_err(|e| CodecError::encode("msgpack", e).into())
+        })
+        .map_err(|e| CodecError::encode("msgpack", e).into())
     }
 }
 
