@@ -103,7 +103,7 @@ pub(crate) fn append<E>(
             Ok(())
         }
         Err(e) => {
-            drop(w);
+            let ChunkWriter { dst, .. } = w;
             dst.truncate(start);
             Err(e)
         }
