@@ -700,7 +700,154 @@ fn encode_all(c: &FooBarContainer, p: &PContainer) -> Result<Wire, String> {
     })
 }
 
+/// Runs one operation `iters` times and nothing else, for counting
+/// instructions under valgrind, which is deterministic where wall time on a
+/// shared machine is not:
+///
+/// ```text
+/// CODEC_PROBE=mp_kuai CODEC_ITERS=3000 valgrind --tool=cachegrind --cache-sim=no target/release/deps/codec-*
+/// ```
+///
+/// (run with two iteration counts and divide the difference to drop setup).
+/// Names: `{mp,mpn,bc,js,fbe}_{direct,kuai}` (encode), `{bcd,mpd,fbv}_{direct,kuai}`
+/// (decode+traverse), `fbu_kuai`, `prost_dec`, `json_dec`, `frame_{raw,varint,u32}`.
+fn probe(which: &str, iters: usize) {
+    let c = container();
+    let mut vec = Vec::with_capacity(4096);
+    let mut buf = BytesMut::with_capacity(4096);
+    let mpc = MsgPack::compact();
+    let bincode = Bincode::new();
+    let json = Json::new();
+    let bytes = bincode.encode_to_vec(&c).unwrap_or_default();
+    let mpb = mpc.encode_to_vec(&c).unwrap_or_default();
+    let flat = FlatBuffers::<fb::FooBarContainer<'static>>::new();
+    let fbytes = flat.encode_to_vec(&c).unwrap_or_default();
+    let mut fbb = FlatBufferBuilder::with_capacity(1024);
+    let pbytes = to_prost(&c).encode_to_vec();
+    let jbytes = json.encode_to_vec(&c).unwrap_or_default();
+    let fv = MessageCodec::<_, FooBarContainer>::new(FrameCodec::varint(), bincode);
+    let fu = MessageCodec::<_, FooBarContainer>::new(FrameCodec::u32_be(), bincode);
+    let mut sum = 0u64;
+    for _ in 0..iters {
+        sum += match which {
+            "mp_direct" => {
+                vec.clear();
+                let _ = c.serialize(&mut rmp_serde::Serializer::new(&mut vec));
+                vec.len() as u64
+            }
+            "mp_kuai" => {
+                buf.clear();
+                let _ = mpc.encode(black_box(&c), &mut buf);
+                buf.len() as u64
+            }
+            "bc_direct" => {
+                vec.clear();
+                let _ = bincode::serde::encode_into_std_write(
+                    black_box(&c),
+                    &mut vec,
+                    bincode.config(),
+                );
+                vec.len() as u64
+            }
+            "bc_kuai" => {
+                buf.clear();
+                let _ = bincode.encode(black_box(&c), &mut buf);
+                buf.len() as u64
+            }
+            "js_direct" => {
+                vec.clear();
+                let _ = serde_json::to_writer(&mut vec, black_box(&c));
+                vec.len() as u64
+            }
+            "js_kuai" => {
+                buf.clear();
+                let _ = json.encode(black_box(&c), &mut buf);
+                buf.len() as u64
+            }
+            "bcd_direct" => bincode::serde::decode_from_slice::<FooBarContainer, _>(
+                black_box(&bytes),
+                bincode.config(),
+            )
+            .map_or(0, |v| traverse_serde(&v.0)),
+            "bcd_kuai" => Decoder::<FooBarContainer>::decode(&bincode, black_box(&bytes))
+                .map_or(0, |v| traverse_serde(&v)),
+            "mpd_direct" => rmp_serde::from_slice::<FooBarContainer>(black_box(&mpb))
+                .map_or(0, |v| traverse_serde(&v)),
+            "mpd_kuai" => Decoder::<FooBarContainer>::decode(&mpc, black_box(&mpb))
+                .map_or(0, |v| traverse_serde(&v)),
+            "mpn_direct" => {
+                vec.clear();
+                let _ = c.serialize(&mut rmp_serde::Serializer::new(&mut vec).with_struct_map());
+                vec.len() as u64
+            }
+            "mpn_kuai" => {
+                buf.clear();
+                let _ = MsgPack::named().encode(black_box(&c), &mut buf);
+                buf.len() as u64
+            }
+            "fbv_direct" => flatbuffers::root::<fb::FooBarContainer<'_>>(black_box(&fbytes))
+                .map_or(0, traverse_flat),
+            "fbv_kuai" => flat.view(black_box(&fbytes)).map_or(0, traverse_flat),
+            "fbu_kuai" => {
+                // SAFETY: `fbytes` was built just above by kuai's encoder.
+                let v = unsafe { flat.view_unchecked(black_box(&fbytes)) };
+                traverse_flat(v)
+            }
+            "fbe_direct" => {
+                fbb.reset();
+                let root = build_container(black_box(&c), &mut fbb);
+                fbb.finish(root, None);
+                vec.clear();
+                vec.extend_from_slice(fbb.finished_data());
+                vec.len() as u64
+            }
+            "fbe_kuai" => {
+                buf.clear();
+                let _ = flat.encode(black_box(&c), &mut buf);
+                buf.len() as u64
+            }
+            "prost_dec" => {
+                PContainer::decode(black_box(&pbytes[..])).map_or(0, |v| traverse_prost(&v))
+            }
+            "json_dec" => serde_json::from_slice::<FooBarContainer>(black_box(&jbytes))
+                .map_or(0, |v| traverse_serde(&v)),
+            "frame_raw" => {
+                buf.clear();
+                let _ = bincode.encode(black_box(&c), &mut buf);
+                Decoder::<FooBarContainer>::decode(&bincode, &buf)
+                    .map_or(0, |v| v.list.len() as u64)
+            }
+            "frame_varint" => {
+                buf.clear();
+                let _ = fv.encode(black_box(&c), &mut buf);
+                fv.decode(&mut buf)
+                    .ok()
+                    .flatten()
+                    .map_or(0, |v| v.list.len() as u64)
+            }
+            "frame_u32" => {
+                buf.clear();
+                let _ = fu.encode(black_box(&c), &mut buf);
+                fu.decode(&mut buf)
+                    .ok()
+                    .flatten()
+                    .map_or(0, |v| v.list.len() as u64)
+            }
+            _ => 0,
+        };
+    }
+    black_box(sum);
+}
+
 fn main() {
+    if let Ok(which) = std::env::var("CODEC_PROBE") {
+        let iters = std::env::var("CODEC_ITERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000);
+        probe(&which, iters);
+        return;
+    }
     let mut s = Section::from_args("codec");
     let n = s.pick(20_000, 200_000);
     let runs = s.pick(3, 5);

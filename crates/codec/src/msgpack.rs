@@ -101,7 +101,7 @@ impl MsgPack {
 impl<T: Serialize + ?Sized> Encoder<T> for MsgPack {
     #[inline]
     fn encode(&self, item: &T, dst: &mut BytesMut) -> Result<()> {
-        bytes_writer::append(dst, |w| match self.mode {
+        bytes_writer::append_via_vec(dst, |w| match self.mode {
             StructMode::Compact => item.serialize(&mut rmp_serde::Serializer::new(w)),
             StructMode::Named => {
                 item.serialize(&mut rmp_serde::Serializer::new(w).with_struct_map())
