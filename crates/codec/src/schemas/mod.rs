@@ -5,7 +5,7 @@
 //! `flatbuffers` crate) with `schemas/regen.sh` and committed. The test
 //! `tests/flatc_generated.rs` regenerates it and fails if it differs.
 //!
-//! - [`bench`]: the FlatBuffers project's own benchmark schema
+//! - [`bench`](mod@bench): the FlatBuffers project's own benchmark schema
 //!   (`FooBarContainer`), used for the seed article's serialization table.
 //! - [`log`]: a batch of log records of mixed sizes, the realistic dataset.
 //! - [`evolution_v1`], [`evolution_v2`]: two versions of a `User` table, for
