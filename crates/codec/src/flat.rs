@@ -208,3 +208,117 @@ impl<R: FlatRoot, T: ToFlat<R> + ?Sized> Encoder<T> for FlatBuffers<R> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schemas::evolution_v1::{User, UserArgs};
+    use kuai_core::ErrorKind;
+
+    #[derive(Debug, Clone, PartialEq)]
+    struct OwnedUser {
+        id: u64,
+        name: String,
+    }
+
+    impl ToFlat<User<'static>> for OwnedUser {
+        fn to_flat<'b>(&self, fbb: &mut FlatBufferBuilder<'b>) -> WIPOffset<User<'b>> {
+            let name = fbb.create_string(&self.name);
+            User::create(
+                fbb,
+                &UserArgs {
+                    id: self.id,
+                    name: Some(name),
+                    email: None,
+                },
+            )
+        }
+    }
+
+    impl FromFlat<User<'static>> for OwnedUser {
+        fn from_flat(view: User<'_>) -> Self {
+            OwnedUser {
+                id: view.id(),
+                name: view.name().unwrap_or_default().to_string(),
+            }
+        }
+    }
+
+    /// A value whose encoding encodes another value on the same thread.
+    struct Nested(OwnedUser);
+
+    impl ToFlat<User<'static>> for Nested {
+        fn to_flat<'b>(&self, fbb: &mut FlatBufferBuilder<'b>) -> WIPOffset<User<'b>> {
+            let inner = FlatBuffers::<User<'static>>::new()
+                .encode_to_vec(&self.0)
+                .unwrap_or_default();
+            let name = fbb.create_string(&format!("{} bytes inside", inner.len()));
+            User::create(
+                fbb,
+                &UserArgs {
+                    id: self.0.id,
+                    name: Some(name),
+                    email: None,
+                },
+            )
+        }
+    }
+
+    #[test]
+    fn owned_round_trip_through_encoder_and_decoder() {
+        let codec = FlatBuffers::<User<'static>>::new();
+        let user = OwnedUser {
+            id: 7,
+            name: "Ada".into(),
+        };
+        let mut buf = BytesMut::from(&b"prefix"[..]);
+        assert!(codec.encode(&user, &mut buf).is_ok());
+        assert_eq!(&buf[..6], b"prefix");
+        let back: Result<OwnedUser> = codec.decode(&buf[6..]);
+        assert_eq!(back.ok(), Some(user.clone()));
+        // Encoding twice reuses the per-thread builder and gives the same bytes.
+        let a = codec.encode_to_vec(&user).unwrap_or_default();
+        let b = codec.encode_to_vec(&user).unwrap_or_default();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn reentrant_encode_does_not_panic() {
+        let codec = FlatBuffers::<User<'static>>::new();
+        let bytes = codec
+            .encode_to_vec(&Nested(OwnedUser {
+                id: 1,
+                name: "x".into(),
+            }))
+            .unwrap_or_default();
+        let view = codec.view(&bytes).ok();
+        assert_eq!(view.map(|u| u.id()), Some(1));
+        assert!(
+            view.and_then(|u| u.name())
+                .is_some_and(|n| n.ends_with("bytes inside"))
+        );
+    }
+
+    #[test]
+    fn limits_apply() {
+        let user = OwnedUser {
+            id: 1,
+            name: "a long enough name".into(),
+        };
+        let codec = FlatBuffers::<User<'static>>::new();
+        let bytes = codec.encode_to_vec(&user).unwrap_or_default();
+        let small = codec.clone().with_max_input(bytes.len() - 1);
+        assert_eq!(
+            small.view(&bytes).map(|_| ()).map_err(|e| e.kind()),
+            Err(ErrorKind::Corrupt)
+        );
+        let shallow = codec.clone().with_max_tables(0);
+        assert!(shallow.view(&bytes).is_err());
+        assert_eq!(codec.verifier_options().max_depth, 64);
+        assert!(format!("{codec:?}").contains("User"));
+        // SAFETY: `bytes` was just built by this codec.
+        #[allow(unsafe_code)]
+        let unchecked = unsafe { codec.view_unchecked(&bytes) };
+        assert_eq!(unchecked.id(), 1);
+    }
+}
