@@ -9,11 +9,11 @@
 //!
 //! | codec | format | schema | zero-copy | cross-language | evolution |
 //! |---|---|---|---|---|---|
-//! | [`Bincode`] | bincode 2 `standard()` via serde | Rust types | no | no | none (positional) |
-//! | [`MsgPack::compact`] | MessagePack, structs as arrays | Rust types | no | yes | append-only with `#[serde(default)]` |
+//! | [`Bincode`] | bincode 2 `standard()` via serde | Rust types | no | no | renames only (positional) |
+//! | [`MsgPack::compact`] | MessagePack, structs as arrays | Rust types | no | yes | renames; new readers accept old data without appended fields |
 //! | [`MsgPack::named`] | MessagePack, structs as maps | Rust types | no | yes | add / remove / reorder |
 //! | [`Json`] | JSON via serde_json | Rust types | no | yes | add / remove / reorder |
-//! | [`FlatBuffers`] | FlatBuffers | `.fbs` + `flatc` | **yes** | yes | add / deprecate / rename |
+//! | [`FlatBuffers`] | FlatBuffers | `.fbs` + `flatc` | **yes** | yes | add / deprecate / rename (reorder with `id:`) |
 //!
 //! `docs/codec.md` has the measurements and a selection guide.
 //!
