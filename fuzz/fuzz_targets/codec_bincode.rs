@@ -28,7 +28,9 @@ struct Msg {
 fuzz_target!(|data: &[u8]| {
     let codec = Bincode::new().with_limit::<{ 1 << 20 }>();
     if let Ok(msg) = Decoder::<Msg>::decode(&codec, data) {
-        let bytes = codec.encode_to_vec(&msg).expect("a decoded value re-encodes");
+        let bytes = codec
+            .encode_to_vec(&msg)
+            .expect("a decoded value re-encodes");
         let again: Msg = codec.decode(&bytes).expect("re-encoded bytes decode");
         assert_eq!(again, msg);
     }

@@ -13,8 +13,12 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let frames = if mode & 1 == 0 { FrameCodec::varint() } else { FrameCodec::u32_be() }
-        .with_max_frame(MAX);
+    let frames = if mode & 1 == 0 {
+        FrameCodec::varint()
+    } else {
+        FrameCodec::u32_be()
+    }
+    .with_max_frame(MAX);
     let chunk = usize::from(mode >> 1).max(1);
 
     // Incremental decoding, chunk by chunk.

@@ -16,7 +16,9 @@ struct Msg {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let codec = MsgPack::compact().with_max_input(1 << 20).with_max_depth(64);
+    let codec = MsgPack::compact()
+        .with_max_input(1 << 20)
+        .with_max_depth(64);
     let _ = Decoder::<Msg>::decode(&codec, data);
     let _ = Decoder::<serde_json::Value>::decode(&codec, data);
     let _ = Decoder::<Msg>::decode(&MsgPack::named(), data);
