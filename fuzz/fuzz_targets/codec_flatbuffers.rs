@@ -9,15 +9,20 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let codec = FlatBuffers::<bench::FooBarContainer<'static>>::new().with_max_input(1 << 20);
     if let Ok(c) = codec.view(data) {
-        let mut sum = u64::from(c.initialized()) + c.fruit().0 as u64;
-        sum += c.location().map_or(0, |s| s.len() as u64);
+        let mut sum = u64::from(c.initialized())
+            .wrapping_add(c.fruit().0 as u64)
+            .wrapping_add(c.location().map_or(0, |s| s.len() as u64));
         for f in c.list().iter().flatten() {
             sum = sum.wrapping_add(f.name().map_or(0, |s| s.len() as u64));
-            sum = sum.wrapping_add(u64::from(f.postfix()) + f.rating() as u64);
+            sum = sum
+                .wrapping_add(u64::from(f.postfix()))
+                .wrapping_add(f.rating() as u64);
             if let Some(b) = f.sibling() {
                 let p = b.parent();
                 sum = sum.wrapping_add(p.id()).wrapping_add(u64::from(p.length()));
-                sum = sum.wrapping_add(b.time() as u64 + u64::from(b.size()));
+                sum = sum
+                    .wrapping_add(b.time() as u64)
+                    .wrapping_add(u64::from(b.size()));
             }
         }
         std::hint::black_box(sum);
