@@ -15,6 +15,12 @@
 //! | [`Json`] | JSON via serde_json | Rust types | no | yes | add / remove / reorder |
 //! | [`FlatBuffers`] | FlatBuffers | `.fbs` + `flatc` | **yes** | yes | add / deprecate / rename (reorder with `id:`) |
 //!
+//! FlatBuffers can be read three ways: a verified view
+//! ([`ViewDecoder::view`]: one verifier pass, then free reads), checked reads
+//! ([`CheckedTable`]: each access checked as it happens, cheapest for a
+//! message read once) and the `unsafe` [`FlatBuffers::view_unchecked`] for
+//! bytes the process trusts.
+//!
 //! `docs/codec.md` has the measurements and a selection guide.
 //!
 //! # When to use it
