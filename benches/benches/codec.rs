@@ -696,8 +696,13 @@ fn best_pair(
 }
 
 /// Seconds per million operations: the best of `runs` runs of `n` calls.
+///
+/// The `n` calls are split into `runs * 8` short slices and the fastest slice
+/// is kept: short slices are more often left alone by the scheduler.
 fn measure<F: FnMut() -> u64 + ?Sized>(n: usize, runs: usize, f: &mut F) -> f64 {
-    per_million(best_of(runs, || run(n, &mut *f)), n)
+    let slices = runs * 8;
+    let per = (n / slices).max(100);
+    per_million(best_of(slices, || run(per, &mut *f)), per)
 }
 
 /// Seconds per one million operations.
@@ -978,16 +983,18 @@ fn seed_table(
         traverse_checked(black_box(&w.flat)).unwrap_or(0)
     });
     const TRAVERSALS: usize = 10;
-    let flat_verify_once = per_million(
-        best_of(runs, || {
-            run(n / TRAVERSALS, || match flat.view(black_box(&w.flat)) {
-                Ok(v) => (0..TRAVERSALS)
-                    .fold(0u64, |acc, _| acc.wrapping_add(traverse_flat(black_box(v)))),
-                Err(_) => 0,
-            })
-        }),
-        n / TRAVERSALS * TRAVERSALS,
-    );
+    // One operation = one verification and TRAVERSALS traversals; reported
+    // per traversal.
+    let flat_verify_once = measure(
+        n / TRAVERSALS,
+        runs,
+        &mut || match flat.view(black_box(&w.flat)) {
+            Ok(v) => {
+                (0..TRAVERSALS).fold(0u64, |acc, _| acc.wrapping_add(traverse_flat(black_box(v))))
+            }
+            Err(_) => 0,
+        },
+    ) / TRAVERSALS as f64;
     let bincode_dec = measure(n, runs, &mut || {
         Decoder::<FooBarContainer>::decode(&bincode, black_box(&w.bincode))
             .map_or(0, |v| traverse_serde(&v))
@@ -1214,7 +1221,8 @@ fn seed_table(
 /// kuai's wrapper vs calling each crate directly with the same settings.
 fn wrapper_overhead(s: &mut Section, n: usize, runs: usize, c: &FooBarContainer, w: &Wire) {
     // Many short interleaved runs: the two sides see the same background load.
-    let (n, runs) = (n / 2, runs + 2);
+    // Many short interleaved slices; the fastest of each side is kept.
+    let (n, runs) = ((n / 20).max(100), runs * 8);
     let pair = |a: &mut dyn FnMut() -> u64, b: &mut dyn FnMut() -> u64| {
         let (pa, pb) = best_pair(runs, || run(n, &mut *a), || run(n, &mut *b));
         (per_million(pa, n), per_million(pb, n))
@@ -1381,7 +1389,8 @@ fn wrapper_overhead(s: &mut Section, n: usize, runs: usize, c: &FooBarContainer,
 
 /// Encode + decode through length-delimited frames vs the bare codec.
 fn framing_overhead(s: &mut Section, n: usize, runs: usize, c: &FooBarContainer) {
-    let (n, runs) = (n / 2, runs + 2);
+    // Many short interleaved slices; the fastest of each side is kept.
+    let (n, runs) = ((n / 20).max(100), runs * 8);
     let bincode = Bincode::new();
     for (name, frames) in [
         ("varint", FrameCodec::varint()),
