@@ -3,9 +3,9 @@
 //! allocation, every argument within the limits.
 #![no_main]
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use kuai_server::frame::decode;
-use kuai_server::resp::{Limits, RequestParser};
+use kuai_server::resp::{Limits, Parsed, RequestParser};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -34,6 +34,27 @@ fuzz_target!(|data: &[u8]| {
                 Err(_) => break 'outer,
             }
         }
+    }
+    // The server's path: ranges into a growing buffer, dropped per batch.
+    let mut parser = RequestParser::new(limits);
+    let mut buf = BytesMut::new();
+    let mut ranges = Vec::new();
+    'batches: for piece in [&data[..split], &data[split..]] {
+        buf.extend_from_slice(piece);
+        loop {
+            match parser.next_in(&buf, &mut ranges) {
+                Ok(Some(Parsed::Ranges)) => {
+                    for r in &ranges {
+                        assert!(r.end <= buf.len() && r.len() <= limits.max_bulk_len);
+                    }
+                }
+                Ok(Some(Parsed::Inline(a))) => assert!(!a.is_empty()),
+                Ok(None) => break,
+                Err(_) => break 'batches,
+            }
+        }
+        let cut = parser.finish_batch();
+        buf.advance(cut);
     }
     let _ = decode(data, &limits);
 });

@@ -243,7 +243,7 @@ fn expire_error(out: &mut ReplyBuf, cmd: &str) {
     out.error(&format!("ERR invalid expire time in '{cmd}' command"));
 }
 
-fn unknown_command(out: &mut ReplyBuf, args: &[Bytes]) {
+fn unknown_command(out: &mut ReplyBuf, args: &[&[u8]]) {
     let mut s = String::from("ERR unknown command '");
     s.push_str(&String::from_utf8_lossy(&args[0][..args[0].len().min(128)]));
     s.push_str("', with args beginning with: ");
@@ -344,11 +344,11 @@ struct SetOpts {
 }
 
 /// Redis's `parseExtendedStringArgumentsOrReply` for SET (`is_set`) and GETEX.
-fn parse_set_opts(args: &[Bytes], from: usize, is_set: bool) -> Option<SetOpts> {
+fn parse_set_opts(args: &[&[u8]], from: usize, is_set: bool) -> Option<SetOpts> {
     let mut o = SetOpts::default();
     let mut i = from;
     while i < args.len() {
-        let a = &args[i][..];
+        let a = args[i];
         let has_next = i + 1 < args.len();
         let eq = |s: &str| a.eq_ignore_ascii_case(s.as_bytes());
         let no_expire = o.expire.is_none() && !o.keepttl && !o.persist;
@@ -434,7 +434,7 @@ impl Db {
     pub fn execute(
         &self,
         sess: &mut Session,
-        args: &[Bytes],
+        args: &[&[u8]],
         out: &mut ReplyBuf,
         now_ms: u64,
     ) -> Flow {
@@ -472,15 +472,15 @@ impl Db {
         match cmd {
             Cmd::Get => self.get(args, out, now_ms),
             Cmd::Set => self.set(args, out, now_ms),
-            Cmd::Incr => self.incr_by(&args[1], 1, out, now_ms),
-            Cmd::Decr => self.incr_by(&args[1], -1, out, now_ms),
-            Cmd::Incrby | Cmd::Decrby => match parse_i64(&args[2]) {
+            Cmd::Incr => self.incr_by(args[1], 1, out, now_ms),
+            Cmd::Decr => self.incr_by(args[1], -1, out, now_ms),
+            Cmd::Incrby | Cmd::Decrby => match parse_i64(args[2]) {
                 None => out.error(E_NOT_INT),
                 Some(n) if cmd == Cmd::Decrby => match n.checked_neg() {
-                    Some(n) => self.incr_by(&args[1], n, out, now_ms),
+                    Some(n) => self.incr_by(args[1], n, out, now_ms),
                     None => out.error("ERR decrement would overflow"),
                 },
-                Some(n) => self.incr_by(&args[1], n, out, now_ms),
+                Some(n) => self.incr_by(args[1], n, out, now_ms),
             },
             Cmd::Incrbyfloat => self.incrbyfloat(args, out, now_ms),
             Cmd::Mset | Cmd::Msetnx => self.mset(args, cmd == Cmd::Msetnx, name, out, now_ms),
@@ -498,10 +498,10 @@ impl Db {
             }
             Cmd::Ping => match args.len() {
                 1 => out.simple("PONG"),
-                2 => out.bulk(&args[1]),
+                2 => out.bulk(args[1]),
                 _ => wrong_arity(out, name),
             },
-            Cmd::Echo => out.bulk(&args[1]),
+            Cmd::Echo => out.bulk(args[1]),
             Cmd::Del | Cmd::Unlink => {
                 let mut n = 0;
                 for k in &args[1..] {
@@ -527,28 +527,28 @@ impl Db {
                 out.integer(n);
             }
             Cmd::Setnx => {
-                let done = self.with_key(&args[1], |s, h| {
-                    if s.get_quiet(h, &args[1], now_ms).is_some() {
+                let done = self.with_key(args[1], |s, h| {
+                    if s.get_quiet(h, args[1], now_ms).is_some() {
                         return false;
                     }
-                    s.set(h, &args[1], own(&args[2]), Some(0), now_ms);
-                    self.log_set(&args[1], &args[2], 0);
+                    s.set(h, args[1], own(args[2]), Some(0), now_ms);
+                    self.log_set(args[1], args[2], 0);
                     true
                 });
                 out.integer(i64::from(done));
             }
             Cmd::Setex | Cmd::Psetex => {
-                let Some(exp) = parse_expire(&args[2], cmd == Cmd::Setex, false, now_ms, name, out)
+                let Some(exp) = parse_expire(args[2], cmd == Cmd::Setex, false, now_ms, name, out)
                 else {
                     return Flow::Continue;
                 };
-                self.store(&args[1], &args[3], Some(exp.at as u64), now_ms);
+                self.store(args[1], args[3], Some(exp.at as u64), now_ms);
                 out.ok();
             }
             Cmd::Getset => {
-                let old = self.with_key(&args[1], |s, h| {
-                    let old = s.set(h, &args[1], own(&args[2]), Some(0), now_ms);
-                    self.log_set(&args[1], &args[2], 0);
+                let old = self.with_key(args[1], |s, h| {
+                    let old = s.set(h, args[1], own(args[2]), Some(0), now_ms);
+                    self.log_set(args[1], args[2], 0);
                     old
                 });
                 match old {
@@ -557,10 +557,10 @@ impl Db {
                 }
             }
             Cmd::Getdel => {
-                let old = self.with_key(&args[1], |s, h| {
-                    let e = s.remove(h, &args[1], now_ms);
+                let old = self.with_key(args[1], |s, h| {
+                    let e = s.remove(h, args[1], now_ms);
                     if e.is_some() {
-                        self.log(&[b"DEL", &args[1]]);
+                        self.log(&[b"DEL", args[1]]);
                     }
                     e
                 });
@@ -580,8 +580,8 @@ impl Db {
                 self.expire(args, seconds, base, name, out, now_ms);
             }
             Cmd::Expiretime | Cmd::Pexpiretime | Cmd::Ttl | Cmd::Pttl => {
-                let at = self.with_key(&args[1], |s, h| {
-                    s.get_quiet(h, &args[1], now_ms).map(|e| e.expire_at)
+                let at = self.with_key(args[1], |s, h| {
+                    s.get_quiet(h, args[1], now_ms).map(|e| e.expire_at)
                 });
                 let v = match at {
                     None => -2,
@@ -596,13 +596,13 @@ impl Db {
                 out.integer(v);
             }
             Cmd::Persist => {
-                let done = self.with_key(&args[1], |s, h| {
+                let done = self.with_key(args[1], |s, h| {
                     let has = s
-                        .get_quiet(h, &args[1], now_ms)
+                        .get_quiet(h, args[1], now_ms)
                         .is_some_and(|e| e.expire_at != 0);
                     if has {
-                        s.set_expire(h, &args[1], 0, now_ms);
-                        self.log(&[b"PERSIST", &args[1]]);
+                        s.set_expire(h, args[1], 0, now_ms);
+                        self.log(&[b"PERSIST", args[1]]);
                     }
                     has
                 });
@@ -610,13 +610,13 @@ impl Db {
             }
             Cmd::Type => {
                 let found =
-                    self.with_key(&args[1], |s, h| s.get_quiet(h, &args[1], now_ms).is_some());
+                    self.with_key(args[1], |s, h| s.get_quiet(h, args[1], now_ms).is_some());
                 out.simple(if found { "string" } else { "none" });
             }
             Cmd::Append => {
-                let r = self.with_key(&args[1], |s, h| {
+                let r = self.with_key(args[1], |s, h| {
                     let max = self.settings.limits.max_bulk_len;
-                    if let Some(e) = s.get_quiet(h, &args[1], now_ms) {
+                    if let Some(e) = s.get_quiet(h, args[1], now_ms) {
                         let old_len = e.value.len();
                         let new_len = old_len + args[2].len();
                         if new_len > max {
@@ -624,14 +624,14 @@ impl Db {
                         }
                         let mut v = Vec::with_capacity(new_len);
                         v.extend_from_slice(&e.value);
-                        v.extend_from_slice(&args[2]);
+                        v.extend_from_slice(args[2]);
                         e.value = Bytes::from(v);
                         s.resized(old_len, new_len);
-                        self.log(&[b"APPEND", &args[1], &args[2]]);
+                        self.log(&[b"APPEND", args[1], args[2]]);
                         Ok(new_len)
                     } else {
-                        s.set(h, &args[1], own(&args[2]), Some(0), now_ms);
-                        self.log(&[b"APPEND", &args[1], &args[2]]);
+                        s.set(h, args[1], own(args[2]), Some(0), now_ms);
+                        self.log(&[b"APPEND", args[1], args[2]]);
                         Ok(args[2].len())
                     }
                 });
@@ -641,19 +641,18 @@ impl Db {
                 }
             }
             Cmd::Strlen => {
-                let n = self.with_key(&args[1], |s, h| {
-                    s.get_quiet(h, &args[1], now_ms)
-                        .map_or(0, |e| e.value.len())
+                let n = self.with_key(args[1], |s, h| {
+                    s.get_quiet(h, args[1], now_ms).map_or(0, |e| e.value.len())
                 });
                 out.integer(n as i64);
             }
             Cmd::Getrange | Cmd::Substr => {
-                let (Some(start), Some(end)) = (parse_i64(&args[2]), parse_i64(&args[3])) else {
+                let (Some(start), Some(end)) = (parse_i64(args[2]), parse_i64(args[3])) else {
                     out.error(E_NOT_INT);
                     return Flow::Continue;
                 };
-                let v = self.with_key(&args[1], |s, h| {
-                    s.get_quiet(h, &args[1], now_ms).map(|e| e.value.clone())
+                let v = self.with_key(args[1], |s, h| {
+                    s.get_quiet(h, args[1], now_ms).map(|e| e.value.clone())
                 });
                 let v = v.unwrap_or_default();
                 out.bulk(getrange(&v, start, end));
@@ -661,11 +660,11 @@ impl Db {
             Cmd::Setrange => self.setrange(args, out, now_ms),
             Cmd::Keys => {
                 let mut keys = Vec::new();
-                let all = &args[1][..] == b"*";
+                let all = args[1] == b"*";
                 for i in 0..self.ks.shard_count() {
                     let s = self.ks.lock(i);
                     for e in s.live_entries(now_ms) {
-                        if all || glob::matches(&args[1], &e.key) {
+                        if all || glob::matches(args[1], &e.key) {
                             keys.push(e.key.clone());
                         }
                     }
@@ -699,7 +698,7 @@ impl Db {
                 out.ok();
                 return Flow::Close;
             }
-            Cmd::Select => match parse_i64(&args[1]) {
+            Cmd::Select => match parse_i64(args[1]) {
                 None => out.error(E_NOT_INT),
                 Some(0) => out.ok(),
                 Some(_) => out.error("ERR DB index is out of range"),
@@ -729,7 +728,7 @@ impl Db {
                     if args.len() != 3 {
                         wrong_arity(out, "cluster|keyslot");
                     } else {
-                        out.integer(i64::from(key_slot(&args[2])));
+                        out.integer(i64::from(key_slot(args[2])));
                     }
                 } else {
                     out.error("ERR This instance has cluster support disabled");
@@ -749,8 +748,8 @@ impl Db {
     }
 
     #[inline]
-    fn get(&self, args: &[Bytes], out: &mut ReplyBuf, now_ms: u64) {
-        self.with_key(&args[1], |s, h| match s.get(h, &args[1], now_ms) {
+    fn get(&self, args: &[&[u8]], out: &mut ReplyBuf, now_ms: u64) {
+        self.with_key(args[1], |s, h| match s.get(h, args[1], now_ms) {
             Some(e) => {
                 self.ks.touch(e);
                 out.bulk_bytes(&e.value)
@@ -763,8 +762,8 @@ impl Db {
     /// instead when the TTL is already in the past.
     fn store(
         &self,
-        key: &Bytes,
-        value: &Bytes,
+        key: &[u8],
+        value: &[u8],
         expire_at: Option<u64>,
         now_ms: u64,
     ) -> Option<Bytes> {
@@ -778,8 +777,8 @@ impl Db {
         &self,
         s: &mut Shard,
         h: KeyHash,
-        key: &Bytes,
-        value: &Bytes,
+        key: &[u8],
+        value: &[u8],
         expire_at: Option<u64>,
         now_ms: u64,
     ) -> Option<Bytes> {
@@ -800,10 +799,10 @@ impl Db {
         old
     }
 
-    fn set(&self, args: &[Bytes], out: &mut ReplyBuf, now_ms: u64) {
+    fn set(&self, args: &[&[u8]], out: &mut ReplyBuf, now_ms: u64) {
         if args.len() == 3 {
             // The hot path: a plain SET, one hash and one lock.
-            self.store(&args[1], &args[2], Some(0), now_ms);
+            self.store(args[1], args[2], Some(0), now_ms);
             out.ok();
             return;
         }
@@ -812,7 +811,7 @@ impl Db {
             return;
         };
         let expire_at = match o.expire {
-            Some((i, secs, abs)) => match parse_expire(&args[i], secs, abs, now_ms, "set", out) {
+            Some((i, secs, abs)) => match parse_expire(args[i], secs, abs, now_ms, "set", out) {
                 Some(e) => Some(e.at as u64),
                 None => return,
             },
@@ -821,7 +820,7 @@ impl Db {
         };
         let key = &args[1];
         if !o.nx && !o.xx && !o.get {
-            self.store(key, &args[2], expire_at, now_ms);
+            self.store(key, args[2], expire_at, now_ms);
             out.ok();
             return;
         }
@@ -840,20 +839,20 @@ impl Db {
             }
             return;
         }
-        self.store_locked(&mut s, h, key, &args[2], expire_at, now_ms);
+        self.store_locked(&mut s, h, key, args[2], expire_at, now_ms);
         drop(s);
         if !o.get {
             out.ok();
         }
     }
 
-    fn getex(&self, args: &[Bytes], out: &mut ReplyBuf, now_ms: u64) {
+    fn getex(&self, args: &[&[u8]], out: &mut ReplyBuf, now_ms: u64) {
         let Some(o) = parse_set_opts(args, 2, false) else {
             out.error(E_SYNTAX);
             return;
         };
         let expire_at = match o.expire {
-            Some((i, secs, abs)) => match parse_expire(&args[i], secs, abs, now_ms, "getex", out) {
+            Some((i, secs, abs)) => match parse_expire(args[i], secs, abs, now_ms, "getex", out) {
                 Some(e) => Some(e.at as u64),
                 None => return,
             },
@@ -885,7 +884,7 @@ impl Db {
         }
     }
 
-    fn incr_by(&self, key: &Bytes, by: i64, out: &mut ReplyBuf, now_ms: u64) {
+    fn incr_by(&self, key: &[u8], by: i64, out: &mut ReplyBuf, now_ms: u64) {
         let r = self.with_key(key, |s, h| {
             let mut buf = itoa::Buffer::new();
             let text;
@@ -922,14 +921,14 @@ impl Db {
         }
     }
 
-    fn incrbyfloat(&self, args: &[Bytes], out: &mut ReplyBuf, now_ms: u64) {
+    fn incrbyfloat(&self, args: &[&[u8]], out: &mut ReplyBuf, now_ms: u64) {
         let key = &args[1];
         let r = self.with_key(key, |s, h| {
             let cur = match s.get_quiet(h, key, now_ms) {
                 Some(e) => parse_float(&e.value).ok_or(E_NOT_FLOAT)?,
                 None => 0.0,
             };
-            let by = parse_float(&args[2]).ok_or(E_NOT_FLOAT)?;
+            let by = parse_float(args[2]).ok_or(E_NOT_FLOAT)?;
             let n = cur + by;
             if !n.is_finite() {
                 return Err("ERR increment would produce NaN or Infinity");
@@ -946,7 +945,7 @@ impl Db {
         }
     }
 
-    fn mset(&self, args: &[Bytes], nx: bool, name: &str, out: &mut ReplyBuf, now_ms: u64) {
+    fn mset(&self, args: &[&[u8]], nx: bool, name: &str, out: &mut ReplyBuf, now_ms: u64) {
         if args.len() % 2 == 0 {
             wrong_arity(out, name);
             return;
@@ -956,7 +955,7 @@ impl Db {
         let idx: Vec<(usize, KeyHash)> = pairs
             .chunks(2)
             .map(|p| {
-                let h = self.ks.hash(&p[0]);
+                let h = self.ks.hash(p[0]);
                 (self.ks.shard_of(h), h)
             })
             .collect();
@@ -971,7 +970,7 @@ impl Db {
         if nx {
             for (p, (si, h)) in pairs.chunks(2).zip(idx.iter()) {
                 let g = find(&guards, *si);
-                if guards[g].1.get_quiet(*h, &p[0], now_ms).is_some() {
+                if guards[g].1.get_quiet(*h, p[0], now_ms).is_some() {
                     out.integer(0);
                     return;
                 }
@@ -979,7 +978,7 @@ impl Db {
         }
         for (p, (si, h)) in pairs.chunks(2).zip(idx.iter()) {
             let g = find(&guards, *si);
-            guards[g].1.set(*h, &p[0], own(&p[1]), Some(0), now_ms);
+            guards[g].1.set(*h, p[0], own(p[1]), Some(0), now_ms);
         }
         if self.aof.is_some() {
             let mut v: Vec<&[u8]> = vec![b"MSET"];
@@ -992,7 +991,7 @@ impl Db {
 
     fn expire(
         &self,
-        args: &[Bytes],
+        args: &[&[u8]],
         seconds: bool,
         base: i64,
         name: &str,
@@ -1025,7 +1024,7 @@ impl Db {
             out.error("ERR GT and LT options at the same time are not compatible");
             return;
         }
-        let Some(mut when) = parse_i64(&args[2]) else {
+        let Some(mut when) = parse_i64(args[2]) else {
             out.error(E_NOT_INT);
             return;
         };
@@ -1064,8 +1063,8 @@ impl Db {
         out.integer(r.unwrap_or(0));
     }
 
-    fn setrange(&self, args: &[Bytes], out: &mut ReplyBuf, now_ms: u64) {
-        let Some(offset) = parse_i64(&args[2]) else {
+    fn setrange(&self, args: &[&[u8]], out: &mut ReplyBuf, now_ms: u64) {
+        let Some(offset) = parse_i64(args[2]) else {
             out.error(E_NOT_INT);
             return;
         };
@@ -1093,7 +1092,7 @@ impl Db {
             v.resize(new_len, 0);
             v[offset..offset + val.len()].copy_from_slice(val);
             s.set(h, key, Bytes::from(v), None, now_ms);
-            self.log(&[b"SETRANGE", key, &args[2], val]);
+            self.log(&[b"SETRANGE", key, args[2], val]);
             Ok(new_len)
         });
         match r {
@@ -1102,7 +1101,7 @@ impl Db {
         }
     }
 
-    fn rename(&self, args: &[Bytes], nx: bool, out: &mut ReplyBuf, now_ms: u64) {
+    fn rename(&self, args: &[&[u8]], nx: bool, out: &mut ReplyBuf, now_ms: u64) {
         let (src, dst) = (&args[1], &args[2]);
         let (hs, hd) = (self.ks.hash(src), self.ks.hash(dst));
         let (is, id) = (self.ks.shard_of(hs), self.ks.shard_of(hd));
@@ -1153,8 +1152,8 @@ impl Db {
         if nx { out.integer(1) } else { out.ok() }
     }
 
-    fn scan(&self, args: &[Bytes], out: &mut ReplyBuf, now_ms: u64) {
-        let Some(cursor) = std::str::from_utf8(&args[1])
+    fn scan(&self, args: &[&[u8]], out: &mut ReplyBuf, now_ms: u64) {
+        let Some(cursor) = std::str::from_utf8(args[1])
             .ok()
             .and_then(|s| s.parse::<u64>().ok())
         else {
@@ -1169,7 +1168,7 @@ impl Db {
             let a = &args[i];
             let has_next = i + 1 < args.len();
             if a.eq_ignore_ascii_case(b"count") && has_next {
-                match parse_i64(&args[i + 1]) {
+                match parse_i64(args[i + 1]) {
                     None => {
                         out.error(E_NOT_INT);
                         return;
@@ -1181,9 +1180,9 @@ impl Db {
                     Some(n) => count = n as usize,
                 }
             } else if a.eq_ignore_ascii_case(b"match") && has_next {
-                pattern = (&args[i + 1][..] != b"*").then_some(&args[i + 1][..]);
+                pattern = (args[i + 1] != b"*").then_some(args[i + 1]);
             } else if a.eq_ignore_ascii_case(b"type") && has_next {
-                type_filter = Some(&args[i + 1]);
+                type_filter = Some(args[i + 1]);
             } else {
                 out.error(E_SYNTAX);
                 return;
@@ -1204,11 +1203,11 @@ impl Db {
         }
     }
 
-    fn hello(&self, sess: &mut Session, args: &[Bytes], out: &mut ReplyBuf) -> Flow {
+    fn hello(&self, sess: &mut Session, args: &[&[u8]], out: &mut ReplyBuf) -> Flow {
         let mut proto = sess.proto;
         let mut i = 1;
         if args.len() > 1 {
-            match parse_i64(&args[1]) {
+            match parse_i64(args[1]) {
                 Some(2) => proto = Protocol::Resp2,
                 Some(3) => proto = Protocol::Resp3,
                 Some(_) => {
@@ -1222,20 +1221,20 @@ impl Db {
             }
             i = 2;
         }
-        let mut auth: Option<(&Bytes, &Bytes)> = None;
-        let mut setname: Option<&Bytes> = None;
+        let mut auth: Option<(&[u8], &[u8])> = None;
+        let mut setname: Option<&[u8]> = None;
         while i < args.len() {
             let more = args.len() - i - 1;
             if args[i].eq_ignore_ascii_case(b"auth") && more >= 2 {
-                auth = Some((&args[i + 1], &args[i + 2]));
+                auth = Some((args[i + 1], args[i + 2]));
                 i += 3;
             } else if args[i].eq_ignore_ascii_case(b"setname") && more >= 1 {
-                setname = Some(&args[i + 1]);
+                setname = Some(args[i + 1]);
                 i += 2;
             } else {
                 out.error(&format!(
                     "ERR Syntax error in HELLO option '{}'",
-                    String::from_utf8_lossy(&args[i])
+                    String::from_utf8_lossy(args[i])
                 ));
                 return Flow::Continue;
             }
@@ -1252,7 +1251,7 @@ impl Db {
             return Flow::Continue;
         }
         if let Some(n) = setname {
-            sess.name = Some(n.clone());
+            sess.name = Some(Bytes::copy_from_slice(n));
         }
         sess.proto = proto;
         out.set_protocol(proto);
@@ -1283,7 +1282,7 @@ impl Db {
         user == b"default" && pass_ok
     }
 
-    fn auth(&self, sess: &mut Session, args: &[Bytes], out: &mut ReplyBuf) {
+    fn auth(&self, sess: &mut Session, args: &[&[u8]], out: &mut ReplyBuf) {
         if args.len() > 3 {
             out.error(E_SYNTAX);
             return;
@@ -1293,9 +1292,9 @@ impl Db {
             return;
         }
         let (user, pass): (&[u8], &[u8]) = if args.len() == 3 {
-            (&args[1], &args[2])
+            (args[1], args[2])
         } else {
-            (b"default", &args[1])
+            (b"default", args[1])
         };
         if self.check_password(user, pass) {
             sess.authed = true;
@@ -1305,7 +1304,7 @@ impl Db {
         }
     }
 
-    fn command(&self, args: &[Bytes], out: &mut ReplyBuf) {
+    fn command(&self, args: &[&[u8]], out: &mut ReplyBuf) {
         let flag_names = |f: u8| {
             let mut v = Vec::new();
             if f & F_WRITE != 0 {
@@ -1365,7 +1364,7 @@ impl Db {
         if sub.eq_ignore_ascii_case(b"count") {
             out.integer(COMMAND_TABLE.len() as i64);
         } else if sub.eq_ignore_ascii_case(b"info") {
-            let names: Vec<&Bytes> = args[2..].iter().collect();
+            let names: Vec<&[u8]> = args[2..].to_vec();
             if names.is_empty() {
                 out.array_len(COMMAND_TABLE.len());
                 for &(_, name, arity, f) in COMMAND_TABLE {
@@ -1505,13 +1504,13 @@ impl Db {
         t
     }
 
-    fn info(&self, args: &[Bytes], out: &mut ReplyBuf) {
+    fn info(&self, args: &[&[u8]], out: &mut ReplyBuf) {
         let section = args.get(1).map(|s| String::from_utf8_lossy(s).into_owned());
         let t = self.info_text(section.as_deref());
         out.verbatim(t.as_bytes());
     }
 
-    fn config(&self, args: &[Bytes], out: &mut ReplyBuf) {
+    fn config(&self, args: &[&[u8]], out: &mut ReplyBuf) {
         let sub = &args[1];
         if sub.eq_ignore_ascii_case(b"get") {
             if args.len() < 3 {
@@ -1568,12 +1567,12 @@ impl Db {
         }
     }
 
-    fn client(&self, sess: &mut Session, args: &[Bytes], out: &mut ReplyBuf) {
+    fn client(&self, sess: &mut Session, args: &[&[u8]], out: &mut ReplyBuf) {
         let sub = &args[1];
         if sub.eq_ignore_ascii_case(b"id") {
             out.integer(sess.id as i64);
         } else if sub.eq_ignore_ascii_case(b"setname") && args.len() == 3 {
-            sess.name = Some(args[2].clone());
+            sess.name = Some(Bytes::copy_from_slice(args[2]));
             out.ok();
         } else if sub.eq_ignore_ascii_case(b"getname") {
             match &sess.name {

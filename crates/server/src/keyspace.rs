@@ -15,8 +15,6 @@ use bytes::Bytes;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use parking_lot::{Mutex, MutexGuard};
 
-use crate::reply::ZERO_COPY_THRESHOLD;
-
 /// Bytes charged per key on top of its key and value (table slot, allocator
 /// headers), for `maxmemory` accounting.
 pub const ENTRY_OVERHEAD: usize = 96;
@@ -82,15 +80,11 @@ impl Entry {
     }
 }
 
-/// Copies a small value out of the shared read buffer (so one stored value
-/// does not pin a whole network buffer); large values are kept as is.
+/// Copies a value out of the connection's read buffer into its own
+/// allocation (so a stored value never pins a network buffer).
 #[inline]
-pub fn own(b: &Bytes) -> Bytes {
-    if b.len() < ZERO_COPY_THRESHOLD {
-        Bytes::copy_from_slice(b)
-    } else {
-        b.clone()
-    }
+pub fn own(b: &[u8]) -> Bytes {
+    Bytes::copy_from_slice(b)
 }
 
 /// Per-shard counters.
@@ -203,7 +197,7 @@ impl Shard {
     pub fn set(
         &mut self,
         h: KeyHash,
-        key: &Bytes,
+        key: &[u8],
         value: Bytes,
         expire_at: Option<u64>,
         now_ms: u64,

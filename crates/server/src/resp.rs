@@ -8,6 +8,8 @@
 //! never re-scanned. Every length is checked against [`Limits`] before memory
 //! is committed to it; malformed input is a [`ProtocolError`], never a panic.
 
+use std::ops::Range;
+
 use bytes::{Buf, Bytes, BytesMut};
 
 /// Bounds on what a client may send, after Redis's own limits.
@@ -70,10 +72,22 @@ pub enum ProtocolError {
 enum State {
     Idle,
     Multi {
+        /// Offset of the command's `*` in the caller's buffer.
+        start: usize,
         remaining: usize,
         bulk_len: Option<usize>,
         pending_bytes: usize,
     },
+}
+
+/// What [`RequestParser::next_in`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed {
+    /// A multibulk command whose arguments are the ranges written to `out`,
+    /// offsets into the buffer given to `next_in`.
+    Ranges,
+    /// An inline command (its arguments are decoded, so they are owned).
+    Inline(Vec<Bytes>),
 }
 
 /// An incremental parser of client commands.
@@ -94,7 +108,9 @@ enum State {
 pub struct RequestParser {
     limits: Limits,
     state: State,
-    args: Vec<Bytes>,
+    cursor: usize,
+    ranges: Vec<Range<usize>>,
+    scratch: Vec<Range<usize>>,
 }
 
 fn find_crlf(buf: &[u8]) -> Option<usize> {
@@ -157,7 +173,9 @@ impl RequestParser {
         RequestParser {
             limits,
             state: State::Idle,
-            args: Vec::new(),
+            cursor: 0,
+            ranges: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -171,97 +189,130 @@ impl RequestParser {
         matches!(self.state, State::Multi { .. })
     }
 
-    /// Parses the next complete command out of `buf` into `out` (cleared
-    /// first). Returns `Ok(false)` when more bytes are needed; consumed bytes
-    /// are removed from `buf` either way.
-    pub fn next_command(
+    /// Bytes still missing for the bulk string being received (a hint for
+    /// how much to grow the read buffer), 0 if none is pending.
+    pub fn wanted(&self, buf_len: usize) -> usize {
+        match self.state {
+            State::Multi {
+                bulk_len: Some(len),
+                ..
+            } => (self.cursor + len + 2).saturating_sub(buf_len),
+            _ => 0,
+        }
+    }
+
+    /// Parses the next complete command of `buf`, continuing where the last
+    /// call stopped, without copying or reference counting: a multibulk
+    /// command's arguments are written to `out` as ranges of `buf`
+    /// (returns [`Parsed::Ranges`]). `Ok(None)` means more bytes are needed.
+    ///
+    /// `buf` must be the same buffer (grown at the end) on every call, until
+    /// [`finish_batch`](Self::finish_batch) says how many leading bytes the
+    /// caller may drop.
+    ///
+    /// ```
+    /// use kuai_server::resp::{Limits, Parsed, RequestParser};
+    /// let mut p = RequestParser::new(Limits::default());
+    /// let buf = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$4\r\nPI";
+    /// let mut out = Vec::new();
+    /// assert_eq!(p.next_in(buf, &mut out).unwrap(), Some(Parsed::Ranges));
+    /// assert_eq!(&buf[out[0].clone()], b"GET");
+    /// assert_eq!(p.next_in(buf, &mut out).unwrap(), None);
+    /// assert_eq!(p.finish_batch(), 20); // the unfinished PING is kept
+    /// ```
+    pub fn next_in(
         &mut self,
-        buf: &mut BytesMut,
-        out: &mut Vec<Bytes>,
-    ) -> Result<bool, ProtocolError> {
+        buf: &[u8],
+        out: &mut Vec<Range<usize>>,
+    ) -> Result<Option<Parsed>, ProtocolError> {
         loop {
             match self.state {
                 State::Idle => {
-                    if buf.is_empty() {
-                        return Ok(false);
+                    let rest = &buf[self.cursor..];
+                    if rest.is_empty() {
+                        return Ok(None);
                     }
-                    if buf[0] == b'*' {
-                        let Some(end) = find_crlf(buf) else {
-                            if buf.len() > self.limits.max_inline_len {
+                    if rest[0] == b'*' {
+                        let Some(end) = find_crlf(rest) else {
+                            if rest.len() > self.limits.max_inline_len {
                                 return Err(ProtocolError::TooBigMultibulkCount);
                             }
-                            return Ok(false);
+                            return Ok(None);
                         };
                         if end > self.limits.max_inline_len {
                             return Err(ProtocolError::TooBigMultibulkCount);
                         }
-                        let n =
-                            parse_i64(&buf[1..end]).ok_or(ProtocolError::InvalidMultibulkLength)?;
+                        let n = parse_i64(&rest[1..end])
+                            .ok_or(ProtocolError::InvalidMultibulkLength)?;
                         if n > self.limits.max_multibulk_len as i64 {
                             return Err(ProtocolError::InvalidMultibulkLength);
                         }
-                        buf.advance(end + 2);
+                        let start = self.cursor;
+                        self.cursor += end + 2;
                         if n <= 0 {
                             continue;
                         }
                         let n = n as usize;
-                        self.args.clear();
-                        self.args.reserve(n.min(1024));
+                        self.ranges.clear();
+                        self.ranges.reserve(n.min(1024));
                         self.state = State::Multi {
+                            start,
                             remaining: n,
                             bulk_len: None,
                             pending_bytes: 0,
                         };
                     } else {
-                        let Some(nl) = memchr(b'\n', buf) else {
-                            if buf.len() > self.limits.max_inline_len {
+                        let Some(nl) = memchr(b'\n', rest) else {
+                            if rest.len() > self.limits.max_inline_len {
                                 return Err(ProtocolError::TooBigInline);
                             }
-                            return Ok(false);
+                            return Ok(None);
                         };
                         if nl > self.limits.max_inline_len {
                             return Err(ProtocolError::TooBigInline);
                         }
-                        let line_end = if nl > 0 && buf[nl - 1] == b'\r' {
+                        let line_end = if nl > 0 && rest[nl - 1] == b'\r' {
                             nl - 1
                         } else {
                             nl
                         };
-                        out.clear();
-                        let res = split_inline(&buf[..line_end], out);
-                        buf.advance(nl + 1);
+                        let mut args = Vec::new();
+                        let res = split_inline(&rest[..line_end], &mut args);
+                        self.cursor += nl + 1;
                         res?;
-                        if out.is_empty() {
+                        if args.is_empty() {
                             continue;
                         }
-                        return Ok(true);
+                        return Ok(Some(Parsed::Inline(args)));
                     }
                 }
                 State::Multi {
                     ref mut remaining,
                     ref mut bulk_len,
                     ref mut pending_bytes,
+                    ..
                 } => {
                     while *remaining > 0 {
+                        let rest = &buf[self.cursor..];
                         let len = match *bulk_len {
                             Some(len) => len,
                             None => {
-                                if buf.is_empty() {
-                                    return Ok(false);
+                                if rest.is_empty() {
+                                    return Ok(None);
                                 }
-                                if buf[0] != b'$' {
-                                    return Err(ProtocolError::ExpectedBulk(buf[0] as char));
+                                if rest[0] != b'$' {
+                                    return Err(ProtocolError::ExpectedBulk(rest[0] as char));
                                 }
-                                let Some(end) = find_crlf(buf) else {
-                                    if buf.len() > self.limits.max_inline_len {
+                                let Some(end) = find_crlf(rest) else {
+                                    if rest.len() > self.limits.max_inline_len {
                                         return Err(ProtocolError::TooBigBulkCount);
                                     }
-                                    return Ok(false);
+                                    return Ok(None);
                                 };
                                 if end > self.limits.max_inline_len {
                                     return Err(ProtocolError::TooBigBulkCount);
                                 }
-                                let l = parse_i64(&buf[1..end])
+                                let l = parse_i64(&rest[1..end])
                                     .ok_or(ProtocolError::InvalidBulkLength)?;
                                 if l < 0 || l as u64 > self.limits.max_bulk_len as u64 {
                                     return Err(ProtocolError::InvalidBulkLength);
@@ -270,33 +321,90 @@ impl RequestParser {
                                 if pending_bytes.saturating_add(l) > self.limits.max_query_buffer {
                                     return Err(ProtocolError::QueryBufferLimit);
                                 }
-                                buf.advance(end + 2);
+                                self.cursor += end + 2;
                                 *bulk_len = Some(l);
                                 l
                             }
                         };
-                        let need = len + 2;
-                        if buf.len() < need {
-                            // Grow towards the announced size as bytes arrive,
-                            // never committing the whole claim up front.
-                            let missing = need - buf.len();
-                            buf.reserve(missing.min(1 << 20));
-                            return Ok(false);
+                        if buf.len() - self.cursor < len + 2 {
+                            return Ok(None);
                         }
-                        let arg = buf.split_to(len).freeze();
-                        buf.advance(2);
+                        // Like Redis, the two bytes after the bulk are skipped unchecked.
+                        self.ranges.push(self.cursor..self.cursor + len);
+                        self.cursor += len + 2;
                         *pending_bytes += len + 16;
-                        self.args.push(arg);
                         *remaining -= 1;
                         *bulk_len = None;
                     }
                     self.state = State::Idle;
-                    std::mem::swap(out, &mut self.args);
-                    self.args.clear();
-                    return Ok(true);
+                    std::mem::swap(out, &mut self.ranges);
+                    return Ok(Some(Parsed::Ranges));
                 }
             }
         }
+    }
+
+    /// Ends a batch: returns how many leading bytes of the buffer are fully
+    /// consumed (the caller drops them) and rebases the parser's offsets, so
+    /// the next [`next_in`](Self::next_in) gets the remaining bytes at offset 0.
+    pub fn finish_batch(&mut self) -> usize {
+        let cut = match &mut self.state {
+            State::Idle => {
+                self.ranges.clear();
+                self.cursor
+            }
+            State::Multi { start, .. } => {
+                let cut = *start;
+                *start = 0;
+                for r in &mut self.ranges {
+                    *r = r.start - cut..r.end - cut;
+                }
+                cut
+            }
+        };
+        self.cursor -= cut;
+        cut
+    }
+
+    /// Parses the next complete command out of `buf` into `out` (cleared
+    /// first) as `Bytes` sharing `buf`'s memory. Returns `Ok(false)` when more
+    /// bytes are needed; consumed bytes are removed from `buf` either way.
+    pub fn next_command(
+        &mut self,
+        buf: &mut BytesMut,
+        out: &mut Vec<Bytes>,
+    ) -> Result<bool, ProtocolError> {
+        let mut ranges = std::mem::take(&mut self.scratch);
+        let r = self.next_in(buf, &mut ranges);
+        let res = match r {
+            Ok(Some(Parsed::Ranges)) => {
+                let chunk = buf.split_to(self.cursor).freeze();
+                self.cursor = 0;
+                out.clear();
+                out.extend(ranges.iter().map(|r| chunk.slice(r.clone())));
+                Ok(true)
+            }
+            Ok(Some(Parsed::Inline(args))) => {
+                buf.advance(self.cursor);
+                self.cursor = 0;
+                *out = args;
+                Ok(true)
+            }
+            Ok(None) => {
+                let cut = self.finish_batch();
+                buf.advance(cut);
+                let want = self.wanted(buf.len());
+                if want > 0 {
+                    // Grow towards the announced size as bytes arrive,
+                    // never committing the whole claim up front.
+                    buf.reserve(want.min(1 << 20));
+                }
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        };
+        self.scratch = ranges;
+        res
     }
 }
 

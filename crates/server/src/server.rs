@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use kuai::core::{Clock, SystemClock};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::error::ServerError;
 use crate::keyspace::Keyspace;
 use crate::reply::{Protocol, ReplyBuf};
-use crate::resp::RequestParser;
+use crate::resp::{Parsed, RequestParser};
 
 /// Replies buffered beyond this are written before parsing further commands
 /// of the same read, bounding memory under huge pipelines.
@@ -133,7 +133,8 @@ impl Server {
             let mut sink = ReplyBuf::new(Protocol::Resp2);
             aof::replay(&path, |args| {
                 let now = db.now_ms();
-                db.execute(&mut sess, args, &mut sink, now);
+                let args: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
+                db.execute(&mut sess, &args, &mut sink, now);
                 sink.clear();
             })?;
             db.aof = Some(Arc::new(Aof::open(&path, config.appendfsync)?));
@@ -269,10 +270,11 @@ async fn serve(db: Arc<Db>, mut sock: TcpStream, id: u64) {
     let mut parser = RequestParser::new(db.settings.limits);
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
     let mut out = ReplyBuf::new(Protocol::Resp2);
-    let mut args = Vec::with_capacity(8);
+    let mut ranges = Vec::with_capacity(8);
     loop {
         if rbuf.capacity() - rbuf.len() < 4096 {
-            rbuf.reserve(16 * 1024);
+            let want = parser.wanted(rbuf.len()).min(1 << 20);
+            rbuf.reserve(want.max(16 * 1024));
         }
         match sock.read_buf(&mut rbuf).await {
             Ok(0) | Err(_) => return,
@@ -281,33 +283,47 @@ async fn serve(db: Arc<Db>, mut sock: TcpStream, id: u64) {
         let now = db.now_ms();
         let mut close = false;
         let mut n = 0u64;
-        loop {
-            match parser.next_command(&mut rbuf, &mut args) {
-                Ok(true) => {
-                    n += 1;
-                    if db.execute(&mut sess, &args, &mut out, now) == Flow::Close {
+        {
+            // Arguments are slices of the read buffer: no copy, no
+            // reference counting, one small vector per read.
+            let buf: &[u8] = &rbuf;
+            let mut args: Vec<&[u8]> = Vec::with_capacity(8);
+            loop {
+                let flow = match parser.next_in(buf, &mut ranges) {
+                    Ok(Some(Parsed::Ranges)) => {
+                        args.clear();
+                        args.extend(ranges.iter().map(|r| &buf[r.clone()]));
+                        db.execute(&mut sess, &args, &mut out, now)
+                    }
+                    Ok(Some(Parsed::Inline(a))) => {
+                        let inline: Vec<&[u8]> = a.iter().map(|a| &a[..]).collect();
+                        db.execute(&mut sess, &inline, &mut out, now)
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        db.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                        out.error(&format!("ERR Protocol error: {e}"));
                         close = true;
                         break;
                     }
-                    if out.len() >= OUT_HIGH_WATER {
-                        if flush_log(&db, &mut sess).is_err() {
-                            return;
-                        }
-                        if write_out(&mut sock, &mut out).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                Ok(false) => break,
-                Err(e) => {
-                    db.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
-                    out.error(&format!("ERR Protocol error: {e}"));
+                };
+                n += 1;
+                if flow == Flow::Close {
                     close = true;
                     break;
                 }
+                if out.len() >= OUT_HIGH_WATER {
+                    if flush_log(&db, &mut sess).is_err() {
+                        return;
+                    }
+                    if write_out(&mut sock, &mut out).await.is_err() {
+                        return;
+                    }
+                }
             }
         }
-        args.clear();
+        let cut = parser.finish_batch();
+        rbuf.advance(cut);
         db.stats.commands.fetch_add(n, Ordering::Relaxed);
         if flush_log(&db, &mut sess).is_err() {
             return;

@@ -1,8 +1,9 @@
 //! Property tests of the RESP parser and encoders.
 
+use bytes::Buf;
 use bytes::{Bytes, BytesMut};
 use kuai_server::frame::{Frame, decode, encode};
-use kuai_server::resp::{Limits, RequestParser, encode_command};
+use kuai_server::resp::{Limits, Parsed, RequestParser, encode_command};
 use proptest::prelude::*;
 
 fn parse_chunked(input: &[u8], cuts: &[usize], limits: Limits) -> Result<Vec<Vec<Bytes>>, ()> {
@@ -26,6 +27,34 @@ fn parse_chunked(input: &[u8], cuts: &[usize], limits: Limits) -> Result<Vec<Vec
         }
     }
     Ok(cmds)
+}
+
+/// The server's way: ranges into a growing buffer, dropped per batch.
+fn parse_batches(input: &[u8], cuts: &[usize]) -> Vec<Vec<Vec<u8>>> {
+    let mut parser = RequestParser::new(Limits::default());
+    let mut buf = BytesMut::new();
+    let mut ranges = Vec::new();
+    let mut cmds = Vec::new();
+    let mut pos = 0;
+    let mut points: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+    points.push(input.len());
+    points.sort_unstable();
+    for p in points {
+        buf.extend_from_slice(&input[pos..p.max(pos)]);
+        pos = p.max(pos);
+        loop {
+            match parser.next_in(&buf, &mut ranges).expect("valid input") {
+                Some(Parsed::Ranges) => {
+                    cmds.push(ranges.iter().map(|r| buf[r.clone()].to_vec()).collect())
+                }
+                Some(Parsed::Inline(a)) => cmds.push(a.iter().map(|x| x.to_vec()).collect()),
+                None => break,
+            }
+        }
+        let cut = parser.finish_batch();
+        buf.advance(cut);
+    }
+    cmds
 }
 
 fn frame() -> impl Strategy<Value = Frame> {
@@ -66,6 +95,7 @@ proptest! {
         let parsed = parse_chunked(&wire, &cuts, Limits::default()).expect("valid input");
         let want: Vec<Vec<Bytes>> = cmds.iter().map(|c| c.iter().map(|a| Bytes::copy_from_slice(a)).collect()).collect();
         prop_assert_eq!(parsed, want);
+        prop_assert_eq!(parse_batches(&wire, &cuts), cmds);
     }
 
     /// Random bytes never panic, and every parsed argument respects the limits.
