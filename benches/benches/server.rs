@@ -5,7 +5,8 @@
 //!   `-P 16`: requests/s, p50 and p99 per command, kuai-server (in this
 //!   process, one event-loop thread like Redis's one main thread) vs
 //!   `redis-server --save "" --appendonly no` started on a spare port. The two
-//!   servers are measured alternately (at `-P 16` twice each in full mode, best kept).
+//!   servers are measured alternately, one command at a time (2 rounds in
+//!   quick mode, 3 in full mode, best kept).
 //! - In full mode also `redis-server --io-threads 2` as a second peer.
 //! - RSS per key after loading small keys (16-byte values), pipelined.
 //!
@@ -94,7 +95,12 @@ fn start_redis(extra: &[&str]) -> Result<Redis, String> {
 }
 
 /// Runs redis-benchmark and parses its CSV: test name → stats.
-fn benchmark(port: u16, pipeline: u32, n: u64) -> Result<HashMap<String, Stat>, String> {
+fn benchmark(
+    port: u16,
+    tests: &str,
+    pipeline: u32,
+    n: u64,
+) -> Result<HashMap<String, Stat>, String> {
     let out = Command::new("redis-benchmark")
         .args([
             "-h",
@@ -102,7 +108,7 @@ fn benchmark(port: u16, pipeline: u32, n: u64) -> Result<HashMap<String, Stat>, 
             "-p",
             &port.to_string(),
             "-t",
-            "set,get,incr,mset",
+            tests,
             "-c",
             "50",
             "-d",
@@ -198,9 +204,9 @@ fn load_keys(addr: SocketAddr, n: u64) -> std::io::Result<()> {
 fn main() {
     let mut s = Section::from_args("server");
     let quick = s.quick();
-    let n1: u64 = s.pick(20_000, 100_000);
-    let n16: u64 = s.pick(100_000, 500_000);
-    let rounds = s.pick(1, 2);
+    let n1: u64 = s.pick(10_000, 50_000);
+    let n16: u64 = s.pick(50_000, 300_000);
+    let rounds = s.pick(2, 3);
     let peer_name = "redis-server 7 (1 thread)";
 
     let kuai = Server::start(Config::builder().port(0).threads(1).build());
@@ -234,14 +240,19 @@ fn main() {
         let mut kb = HashMap::new();
         let mut rb = HashMap::new();
         let mut err = None;
-        for _ in 0..if p == 1 { 1 } else { rounds } {
-            match benchmark(kport, p, n) {
-                Ok(m) => merge_best(&mut kb, m),
-                Err(e) => err = Some(e),
-            }
-            match benchmark(redis.port, p, n) {
-                Ok(m) => merge_best(&mut rb, m),
-                Err(e) => err = Some(e),
+        // One command at a time, the two servers back to back, so a burst
+        // of background load hits both sides of a pair.
+        for (_, test) in TESTS {
+            let t = test.split(' ').next().unwrap_or(test).to_ascii_lowercase();
+            for _ in 0..rounds {
+                match benchmark(kport, &t, p, n) {
+                    Ok(m) => merge_best(&mut kb, m),
+                    Err(e) => err = Some(e),
+                }
+                match benchmark(redis.port, &t, p, n) {
+                    Ok(m) => merge_best(&mut rb, m),
+                    Err(e) => err = Some(e),
+                }
             }
         }
         for (cmd, test) in TESTS {
@@ -290,7 +301,8 @@ fn main() {
             Ok(r2) => {
                 for p in [1u32, 16] {
                     let n = if p == 1 { n1 / 2 } else { n16 };
-                    match (benchmark(kport, p, n), benchmark(r2.port, p, n)) {
+                    let all = "set,get,incr,mset";
+                    match (benchmark(kport, all, p, n), benchmark(r2.port, all, p, n)) {
                         (Ok(k), Ok(r)) => {
                             for (cmd, test) in TESTS {
                                 if let (Some(k), Some(r)) = (k.get(test), r.get(test)) {
@@ -320,7 +332,7 @@ fn main() {
     let _ = kuai.shutdown();
 
     // Memory: bytes of RSS per small key.
-    let keys: u64 = s.pick(200_000, 1_000_000);
+    let keys: u64 = s.pick(100_000, 1_000_000);
     let exp = format!("RSS per key, {keys} keys, 16 B values");
     let me = std::process::id();
     let measured = (|| -> Result<(f64, f64), String> {
