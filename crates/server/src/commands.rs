@@ -16,7 +16,7 @@ use kuai::core::Clock;
 
 use crate::aof::Aof;
 use crate::glob;
-use crate::keyspace::{Entry, KeyHash, Keyspace, Shard, own};
+use crate::keyspace::{KeyHash, Keyspace, Shard};
 use crate::reply::{Protocol, ReplyBuf};
 use crate::resp::{Limits, parse_i64};
 use crate::slot::key_slot;
@@ -490,7 +490,7 @@ impl Db {
                     self.with_key(k, |s, h| match s.get(h, k, now_ms) {
                         Some(e) => {
                             self.ks.touch(e);
-                            out.bulk_bytes(&e.value)
+                            e.reply_value(out)
                         }
                         None => out.null(),
                     });
@@ -531,7 +531,7 @@ impl Db {
                     if s.get_quiet(h, args[1], now_ms).is_some() {
                         return false;
                     }
-                    s.set(h, args[1], own(args[2]), Some(0), now_ms);
+                    s.set(h, args[1], args[2], Some(0), now_ms);
                     self.log_set(args[1], args[2], 0);
                     true
                 });
@@ -547,7 +547,8 @@ impl Db {
             }
             Cmd::Getset => {
                 let old = self.with_key(args[1], |s, h| {
-                    let old = s.set(h, args[1], own(args[2]), Some(0), now_ms);
+                    let old = s.get_quiet(h, args[1], now_ms).map(|e| e.value_bytes());
+                    s.set(h, args[1], args[2], Some(0), now_ms);
                     self.log_set(args[1], args[2], 0);
                     old
                 });
@@ -565,7 +566,7 @@ impl Db {
                     e
                 });
                 match old {
-                    Some(e) => out.bulk_bytes(&e.value),
+                    Some(e) => e.reply_value(out),
                     None => out.null(),
                 }
             }
@@ -617,20 +618,20 @@ impl Db {
                 let r = self.with_key(args[1], |s, h| {
                     let max = self.settings.limits.max_bulk_len;
                     if let Some(e) = s.get_quiet(h, args[1], now_ms) {
-                        let old_len = e.value.len();
+                        let old_len = e.value().len();
                         let new_len = old_len + args[2].len();
                         if new_len > max {
                             return Err(E_TOO_BIG);
                         }
                         let mut v = Vec::with_capacity(new_len);
-                        v.extend_from_slice(&e.value);
+                        v.extend_from_slice(e.value());
                         v.extend_from_slice(args[2]);
-                        e.value = Bytes::from(v);
+                        e.set_value(&v);
                         s.resized(old_len, new_len);
                         self.log(&[b"APPEND", args[1], args[2]]);
                         Ok(new_len)
                     } else {
-                        s.set(h, args[1], own(args[2]), Some(0), now_ms);
+                        s.set(h, args[1], args[2], Some(0), now_ms);
                         self.log(&[b"APPEND", args[1], args[2]]);
                         Ok(args[2].len())
                     }
@@ -642,7 +643,8 @@ impl Db {
             }
             Cmd::Strlen => {
                 let n = self.with_key(args[1], |s, h| {
-                    s.get_quiet(h, args[1], now_ms).map_or(0, |e| e.value.len())
+                    s.get_quiet(h, args[1], now_ms)
+                        .map_or(0, |e| e.value().len())
                 });
                 out.integer(n as i64);
             }
@@ -652,7 +654,7 @@ impl Db {
                     return Flow::Continue;
                 };
                 let v = self.with_key(args[1], |s, h| {
-                    s.get_quiet(h, args[1], now_ms).map(|e| e.value.clone())
+                    s.get_quiet(h, args[1], now_ms).map(|e| e.value_bytes())
                 });
                 let v = v.unwrap_or_default();
                 out.bulk(getrange(&v, start, end));
@@ -664,8 +666,8 @@ impl Db {
                 for i in 0..self.ks.shard_count() {
                     let s = self.ks.lock(i);
                     for e in s.live_entries(now_ms) {
-                        if all || glob::matches(args[1], &e.key) {
-                            keys.push(e.key.clone());
+                        if all || glob::matches(args[1], e.key()) {
+                            keys.push(Bytes::copy_from_slice(e.key()));
                         }
                     }
                 }
@@ -683,7 +685,7 @@ impl Db {
                 for i in 0..n {
                     let s = self.ks.lock((start + i) % n);
                     if let Some(e) = s.live_entries(now_ms).next() {
-                        found = Some(e.key.clone());
+                        found = Some(Bytes::copy_from_slice(e.key()));
                         break;
                     }
                 }
@@ -752,7 +754,7 @@ impl Db {
         self.with_key(args[1], |s, h| match s.get(h, args[1], now_ms) {
             Some(e) => {
                 self.ks.touch(e);
-                out.bulk_bytes(&e.value)
+                e.reply_value(out)
             }
             None => out.null(),
         })
@@ -760,13 +762,7 @@ impl Db {
 
     /// Stores a value with a TTL (`Some(0)` = none, `None` = keep), deleting
     /// instead when the TTL is already in the past.
-    fn store(
-        &self,
-        key: &[u8],
-        value: &[u8],
-        expire_at: Option<u64>,
-        now_ms: u64,
-    ) -> Option<Bytes> {
+    fn store(&self, key: &[u8], value: &[u8], expire_at: Option<u64>, now_ms: u64) {
         self.with_key(key, |s, h| {
             self.store_locked(s, h, key, value, expire_at, now_ms)
         })
@@ -781,22 +777,21 @@ impl Db {
         value: &[u8],
         expire_at: Option<u64>,
         now_ms: u64,
-    ) -> Option<Bytes> {
+    ) {
         if let Some(t) = expire_at {
             if t != 0 && t <= now_ms {
-                let old = s.remove(h, key, now_ms).map(|e| e.value);
+                s.remove(h, key, now_ms);
                 self.log(&[b"DEL", key]);
-                return old;
+                return;
             }
         }
-        let old = s.set(h, key, own(value), expire_at, now_ms);
+        s.set(h, key, value, expire_at, now_ms);
         if self.aof.is_some() {
             match expire_at {
                 None => self.log(&[b"SET", key, value, b"KEEPTTL"]),
                 Some(t) => self.log_set(key, value, t),
             }
         }
-        old
     }
 
     fn set(&self, args: &[&[u8]], out: &mut ReplyBuf, now_ms: u64) {
@@ -826,7 +821,7 @@ impl Db {
         }
         let h = self.ks.hash(key);
         let mut s = self.ks.lock(self.ks.shard_of(h));
-        let old = s.get_quiet(h, key, now_ms).map(|e| e.value.clone());
+        let old = s.get_quiet(h, key, now_ms).map(|e| e.value_bytes());
         if o.get {
             match &old {
                 Some(v) => out.bulk_bytes(v),
@@ -860,7 +855,7 @@ impl Db {
         };
         let key = &args[1];
         let v = self.with_key(key, |s, h| {
-            let v = s.get(h, key, now_ms).map(|e| e.value.clone())?;
+            let v = s.get(h, key, now_ms).map(|e| e.value_bytes())?;
             if let Some(t) = expire_at {
                 if t <= now_ms {
                     s.remove(h, key, now_ms);
@@ -890,16 +885,16 @@ impl Db {
             let text;
             let resized = match s.get_quiet(h, key, now_ms) {
                 Some(e) => {
-                    let cur = parse_i64(&e.value).ok_or(E_NOT_INT)?;
+                    let cur = parse_i64(e.value()).ok_or(E_NOT_INT)?;
                     let n = cur.checked_add(by).ok_or(E_OVERFLOW)?;
                     text = buf.format(n).as_bytes();
-                    let old_len = e.value.len();
-                    e.value = Bytes::copy_from_slice(text);
+                    let old_len = e.value().len();
+                    e.set_value(text);
                     Some((old_len, n))
                 }
                 None => {
                     text = buf.format(by).as_bytes();
-                    s.set(h, key, Bytes::copy_from_slice(text), Some(0), now_ms);
+                    s.set(h, key, text, Some(0), now_ms);
                     None
                 }
             };
@@ -925,7 +920,7 @@ impl Db {
         let key = &args[1];
         let r = self.with_key(key, |s, h| {
             let cur = match s.get_quiet(h, key, now_ms) {
-                Some(e) => parse_float(&e.value).ok_or(E_NOT_FLOAT)?,
+                Some(e) => parse_float(e.value()).ok_or(E_NOT_FLOAT)?,
                 None => 0.0,
             };
             let by = parse_float(args[2]).ok_or(E_NOT_FLOAT)?;
@@ -934,8 +929,7 @@ impl Db {
                 return Err("ERR increment would produce NaN or Infinity");
             }
             let text = format_float(n);
-            let v = Bytes::from(text.clone().into_bytes());
-            s.set(h, key, v, None, now_ms);
+            s.set(h, key, text.as_bytes(), None, now_ms);
             self.log(&[b"SET", key, text.as_bytes(), b"KEEPTTL"]);
             Ok(text)
         });
@@ -978,7 +972,7 @@ impl Db {
         }
         for (p, (si, h)) in pairs.chunks(2).zip(idx.iter()) {
             let g = find(&guards, *si);
-            guards[g].1.set(*h, p[0], own(p[1]), Some(0), now_ms);
+            guards[g].1.set(*h, p[0], p[1], Some(0), now_ms);
         }
         if self.aof.is_some() {
             let mut v: Vec<&[u8]> = vec![b"MSET"];
@@ -1076,7 +1070,7 @@ impl Db {
         let val = &args[3];
         let offset = offset as usize;
         let r = self.with_key(key, |s, h| {
-            let cur = s.get_quiet(h, key, now_ms).map(|e| e.value.clone());
+            let cur = s.get_quiet(h, key, now_ms).map(|e| e.value_bytes());
             match cur {
                 None if val.is_empty() => return Ok(0),
                 Some(c) if val.is_empty() => return Ok(c.len()),
@@ -1091,7 +1085,7 @@ impl Db {
             v.extend_from_slice(&old);
             v.resize(new_len, 0);
             v[offset..offset + val.len()].copy_from_slice(val);
-            s.set(h, key, Bytes::from(v), None, now_ms);
+            s.set(h, key, &v, None, now_ms);
             self.log(&[b"SETRANGE", key, args[2], val]);
             Ok(new_len)
         });
@@ -1138,12 +1132,7 @@ impl Db {
             out.error("ERR no such key");
             return;
         };
-        let entry = Entry {
-            key: Bytes::copy_from_slice(dst),
-            value: e.value,
-            expire_at: e.expire_at,
-            touched: e.touched,
-        };
+        let entry = e.rekey(dst);
         match gd.as_mut() {
             Some(g) => g.put_entry(hd, entry, now_ms),
             None => gs.put_entry(hd, entry, now_ms),
@@ -1641,9 +1630,9 @@ pub fn scan_keys(ks: &Keyspace, cursor: u64, count: usize, now_ms: u64) -> (Vec<
         }
         let passes = 1u64 << (bits - 1);
         for e in s.live_entries(now_ms) {
-            let h = ks.hash(&e.key).0;
+            let h = ks.hash(e.key()).0;
             if h.rotate_left(17) % passes == split {
-                keys.push(e.key.clone());
+                keys.push(Bytes::copy_from_slice(e.key()));
             }
         }
         drop(s);
@@ -1702,8 +1691,7 @@ mod tests {
         for i in 0..500 {
             let k = Bytes::from(format!("k{i}"));
             let h = ks.hash(&k);
-            ks.lock(ks.shard_of(h))
-                .set(h, &k, Bytes::from_static(b"v"), Some(0), 0);
+            ks.lock(ks.shard_of(h)).set(h, &k, b"v", Some(0), 0);
         }
         let mut seen = std::collections::HashSet::new();
         let mut cursor = 0;

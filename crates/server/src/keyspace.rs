@@ -15,6 +15,8 @@ use bytes::Bytes;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use parking_lot::{Mutex, MutexGuard};
 
+use crate::reply::{ReplyBuf, ZERO_COPY_THRESHOLD};
+
 /// Bytes charged per key on top of its key and value (table slot, allocator
 /// headers), for `maxmemory` accounting.
 pub const ENTRY_OVERHEAD: usize = 96;
@@ -56,35 +58,114 @@ impl EvictionPolicy {
     }
 }
 
-/// One key and its value.
+/// Where an entry keeps its bytes: small values share one allocation with
+/// the key; large ones are a shared `Bytes`, so replies can chain them
+/// without copying.
+#[derive(Debug, Clone)]
+enum Storage {
+    /// Key bytes followed by value bytes.
+    Inline(Box<[u8]>),
+    /// Key and a large value.
+    Large(Box<(Box<[u8]>, Bytes)>),
+}
+
+/// One key and its value: 32 bytes in the table (64-bit) plus one allocation for
+/// key and value (the per-key overhead decides RSS per key).
 #[derive(Debug, Clone)]
 pub struct Entry {
-    /// The key.
-    pub key: Bytes,
-    /// The value.
-    pub value: Bytes,
-    /// Absolute expiry in Unix milliseconds; 0 = no TTL.
-    pub expire_at: u64,
+    data: Storage,
+    klen: u32,
     /// LRU: last access (coarse ticks); LFU: logarithmic access counter.
     pub touched: u32,
+    /// Absolute expiry in Unix milliseconds; 0 = no TTL.
+    pub expire_at: u64,
 }
 
 impl Entry {
+    /// An entry for `key` = `value`.
+    pub fn new(key: &[u8], value: &[u8], expire_at: u64) -> Self {
+        let mut e = Entry {
+            data: Storage::Inline(Box::default()),
+            klen: key.len() as u32,
+            touched: 0,
+            expire_at,
+        };
+        e.store(key, value);
+        e
+    }
+
+    fn store(&mut self, key: &[u8], value: &[u8]) {
+        self.klen = key.len() as u32;
+        self.data = if value.len() >= ZERO_COPY_THRESHOLD {
+            Storage::Large(Box::new((key.into(), Bytes::copy_from_slice(value))))
+        } else {
+            let mut kv = Vec::with_capacity(key.len() + value.len());
+            kv.extend_from_slice(key);
+            kv.extend_from_slice(value);
+            Storage::Inline(kv.into_boxed_slice())
+        };
+    }
+
+    /// The key.
+    #[inline]
+    pub fn key(&self) -> &[u8] {
+        match &self.data {
+            Storage::Inline(kv) => &kv[..self.klen as usize],
+            Storage::Large(b) => &b.0,
+        }
+    }
+
+    /// The value.
+    #[inline]
+    pub fn value(&self) -> &[u8] {
+        match &self.data {
+            Storage::Inline(kv) => &kv[self.klen as usize..],
+            Storage::Large(b) => &b.1,
+        }
+    }
+
+    /// The value as `Bytes` (shared for large values, copied for small ones).
+    pub fn value_bytes(&self) -> Bytes {
+        match &self.data {
+            Storage::Inline(kv) => Bytes::copy_from_slice(&kv[self.klen as usize..]),
+            Storage::Large(b) => b.1.clone(),
+        }
+    }
+
+    /// Appends the value as a bulk reply: large values are chained, not copied.
+    #[inline]
+    pub fn reply_value(&self, out: &mut ReplyBuf) {
+        match &self.data {
+            Storage::Inline(kv) => out.bulk(&kv[self.klen as usize..]),
+            Storage::Large(b) => out.bulk_bytes(&b.1),
+        }
+    }
+
+    /// Replaces the value (account the size change with [`Shard::resized`]).
+    pub fn set_value(&mut self, value: &[u8]) {
+        let key: Box<[u8]> = self.key().into();
+        self.store(&key, value);
+    }
+
+    /// The same entry under another key (RENAME).
+    pub fn rekey(&self, key: &[u8]) -> Entry {
+        let mut e = Entry::new(key, b"", self.expire_at);
+        match &self.data {
+            Storage::Large(b) => e.data = Storage::Large(Box::new((key.into(), b.1.clone()))),
+            Storage::Inline(_) => e.store(key, self.value()),
+        }
+        e.touched = self.touched;
+        e
+    }
+
     #[inline]
     fn expired(&self, now_ms: u64) -> bool {
         self.expire_at != 0 && self.expire_at <= now_ms
     }
 
     fn cost(&self) -> usize {
-        self.key.len() + self.value.len() + ENTRY_OVERHEAD
+        self.key().len() + self.value().len() + ENTRY_OVERHEAD
     }
-}
-
-/// Copies a value out of the connection's read buffer into its own
-/// allocation (so a stored value never pins a network buffer).
-#[inline]
-pub fn own(b: &[u8]) -> Bytes {
-    Bytes::copy_from_slice(b)
 }
 
 /// Per-shard counters.
@@ -136,7 +217,7 @@ impl Shard {
     }
 
     fn remove_found(&mut self, h: KeyHash, key: &[u8]) -> Option<Entry> {
-        match self.table.find_entry(h.0, |e| e.key == key) {
+        match self.table.find_entry(h.0, |e| e.key() == key) {
             Ok(occ) => {
                 let (e, _) = occ.remove();
                 if e.expire_at != 0 {
@@ -152,7 +233,7 @@ impl Shard {
     /// The live entry for `key`, removing it first if it has expired.
     #[inline]
     pub fn get(&mut self, h: KeyHash, key: &[u8], now_ms: u64) -> Option<&mut Entry> {
-        let expired = match self.table.find(h.0, |e| e.key == key) {
+        let expired = match self.table.find(h.0, |e| e.key() == key) {
             None => {
                 self.stats.misses += 1;
                 return None;
@@ -166,19 +247,19 @@ impl Shard {
             return None;
         }
         self.stats.hits += 1;
-        self.table.find_mut(h.0, |e| e.key == key)
+        self.table.find_mut(h.0, |e| e.key() == key)
     }
 
     /// Like [`get`](Self::get) but without touching the hit/miss counters.
     #[inline]
     pub fn get_quiet(&mut self, h: KeyHash, key: &[u8], now_ms: u64) -> Option<&mut Entry> {
-        let expired = self.table.find(h.0, |e| e.key == key)?.expired(now_ms);
+        let expired = self.table.find(h.0, |e| e.key() == key)?.expired(now_ms);
         if expired {
             self.remove_found(h, key);
             self.stats.expired += 1;
             return None;
         }
-        self.table.find_mut(h.0, |e| e.key == key)
+        self.table.find_mut(h.0, |e| e.key() == key)
     }
 
     /// Removes `key` if it is live; returns the removed entry.
@@ -192,21 +273,21 @@ impl Shard {
     }
 
     /// Sets `key` to `value`. `expire_at`: `Some(t)` sets the TTL (0 clears
-    /// it), `None` keeps the existing one (`KEEPTTL`). Returns the previous
-    /// live value.
+    /// it), `None` keeps the existing one (`KEEPTTL`). Returns whether a live
+    /// value was replaced.
     pub fn set(
         &mut self,
         h: KeyHash,
         key: &[u8],
-        value: Bytes,
+        value: &[u8],
         expire_at: Option<u64>,
         now_ms: u64,
-    ) -> Option<Bytes> {
-        if let Some(e) = self.table.find_mut(h.0, |e| e.key == key[..]) {
+    ) -> bool {
+        if let Some(e) = self.table.find_mut(h.0, |e| e.key() == key) {
             let was_live = !e.expired(now_ms);
             let old_cost = e.cost();
             let had_ttl = e.expire_at != 0;
-            let old = std::mem::replace(&mut e.value, value);
+            e.set_value(value);
             match expire_at {
                 Some(t) => e.expire_at = t,
                 None if !was_live => e.expire_at = 0,
@@ -216,20 +297,15 @@ impl Shard {
             let new_cost = e.cost();
             self.volatile = self.volatile + usize::from(has_ttl) - usize::from(had_ttl);
             self.mem = self.mem + new_cost - old_cost;
-            return was_live.then_some(old);
+            return was_live;
         }
-        let entry = Entry {
-            key: Bytes::copy_from_slice(key),
-            value,
-            expire_at: expire_at.unwrap_or(0),
-            touched: 0,
-        };
+        let entry = Entry::new(key, value, expire_at.unwrap_or(0));
         if entry.expire_at != 0 {
             self.volatile += 1;
         }
         self.mem += entry.cost();
         self.table.insert_unique(h.0, entry, |e| e.touched_hash());
-        None
+        false
     }
 
     /// Sets or clears the TTL of a live entry (0 clears). Returns false if
@@ -252,7 +328,8 @@ impl Shard {
 
     /// Inserts a whole entry (RENAME), replacing any existing one.
     pub fn put_entry(&mut self, h: KeyHash, entry: Entry, now_ms: u64) {
-        self.remove(h, &entry.key, now_ms);
+        let key: Box<[u8]> = entry.key().into();
+        self.remove(h, &key, now_ms);
         if entry.expire_at != 0 {
             self.volatile += 1;
         }
@@ -313,7 +390,7 @@ impl Shard {
                     best = Some((e, score));
                 }
             }
-            best.map(|(e, _)| e.key.clone())
+            best.map(|(e, _)| Box::<[u8]>::from(e.key()))
         };
         let Some(key) = victim else { return 0 };
         let h = KeyHash(hasher().hash_one(&key[..]));
@@ -337,7 +414,7 @@ fn hasher() -> &'static DefaultHashBuilder {
 impl Entry {
     #[inline]
     fn touched_hash(&self) -> u64 {
-        hasher().hash_one(&self.key[..])
+        hasher().hash_one(self.key())
     }
 }
 
@@ -350,8 +427,8 @@ impl Entry {
 /// let key = Bytes::from_static(b"k");
 /// let h = ks.hash(&key);
 /// let mut shard = ks.lock(ks.shard_of(h));
-/// shard.set(h, &key, Bytes::from_static(b"v"), Some(0), 0);
-/// assert_eq!(shard.get(h, &key, 0).unwrap().value, "v");
+/// shard.set(h, &key, b"v", Some(0), 0);
+/// assert_eq!(shard.get(h, &key, 0).unwrap().value(), b"v");
 /// ```
 #[derive(Debug)]
 pub struct Keyspace {
@@ -542,7 +619,7 @@ mod tests {
         let k = b("k");
         let h = ks.hash(&k);
         let mut s = ks.lock(ks.shard_of(h));
-        s.set(h, &k, b("v"), Some(100), 0);
+        s.set(h, &k, b"v", Some(100), 0);
         assert_eq!(s.volatile(), 1);
         assert!(s.get(h, &k, 99).is_some());
         assert!(s.get(h, &k, 100).is_none());
@@ -552,14 +629,31 @@ mod tests {
     }
 
     #[test]
+    fn large_values_are_shared_small_ones_inline() {
+        let big = vec![7u8; ZERO_COPY_THRESHOLD];
+        let e = Entry::new(b"k", &big, 0);
+        assert_eq!(e.key(), b"k");
+        assert_eq!(e.value_bytes().as_ptr(), e.value_bytes().as_ptr());
+        let mut small = Entry::new(b"key", b"v", 9);
+        small.set_value(b"longer");
+        assert_eq!((small.key(), small.value()), (&b"key"[..], &b"longer"[..]));
+        let moved = e.rekey(b"other");
+        assert_eq!(
+            (moved.key(), moved.value().len()),
+            (&b"other"[..], big.len())
+        );
+        assert!(std::mem::size_of::<Entry>() <= 40);
+    }
+
+    #[test]
     fn keepttl_and_sweep() {
         let ks = Keyspace::new(1);
         let k = b("k");
         let h = ks.hash(&k);
         {
             let mut s = ks.lock(0);
-            s.set(h, &k, b("v"), Some(50), 0);
-            assert_eq!(s.set(h, &k, b("w"), None, 10), Some(b("v")));
+            s.set(h, &k, b"v", Some(50), 0);
+            assert!(s.set(h, &k, b"w", None, 10));
             assert_eq!(s.get(h, &k, 10).unwrap().expire_at, 50);
         }
         assert_eq!(ks.sweep_expired(0, 1, 60).0, 1);
@@ -573,7 +667,7 @@ mod tests {
             let k = b(&format!("key{i}"));
             let h = ks.hash(&k);
             ks.lock(ks.shard_of(h))
-                .set(h, &k, b("0123456789"), Some(0), 0);
+                .set(h, &k, b"0123456789", Some(0), 0);
         }
         let used = ks.used_memory();
         ks.set_maxmemory(used / 2, EvictionPolicy::AllKeysLru);
