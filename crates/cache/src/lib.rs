@@ -1,11 +1,55 @@
-//! `kuai-cache`: Concurrent in-process cache, eviction policies, loaders, defences and L1+L2.
+//! `kuai-cache`: a concurrent in-process cache with a high hit ratio, and
+//! the seed article's defence kit around it.
 //!
-//! This crate is being built; see the project's issue tracker for its scope.
-//! Today it only re-exports the shared error type it will use.
+//! * [`Cache`]: sharded, bounded by entry count or weight, with an adaptive
+//!   W-TinyLFU default ([`Policy::TinyLfu`]) or FIFO / LRU / LFU; time-to-live,
+//!   time-to-idle and per-entry expiry on a timer wheel driven by a
+//!   [`kuai_core::Clock`]; an eviction listener told the [`RemovalCause`];
+//!   [`CacheStats`].
+//!
+//! Use it where a process reads the same keys again and again and a
+//! `HashMap` would grow without bound.
 //!
 //! ```
-//! let _kind = kuai_cache::Error::closed("not built yet").kind();
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use kuai_cache::{Cache, RemovalCause};
+//! use kuai_core::ManualClock;
+//!
+//! let clock = ManualClock::new();
+//! let cache: Cache<u64, String> = Cache::builder()
+//!     .max_capacity(1_000)
+//!     .time_to_live(Duration::from_secs(30))
+//!     .clock(Arc::new(clock.clone()))
+//!     .build()?;
+//! cache.insert(7, "seven".to_string());
+//! assert_eq!(cache.get(&7).as_deref(), Some("seven"));
+//! clock.advance(Duration::from_secs(31));
+//! assert_eq!(cache.get(&7), None, "expired");
+//! assert_eq!(cache.stats().hits, 1);
+//! # Ok::<(), kuai_cache::CacheError>(())
 //! ```
+//!
+//! # Feature flags
+//! * `loader` (default): async loaders over tokio.
+//! * `trace`: trace readers for the `replay` example and the benchmarks.
 #![forbid(unsafe_code)]
 
+mod cache;
+mod error;
+mod hashing;
+mod list;
+mod policy;
+mod shard;
+mod sketch;
+mod stats;
+mod timer_wheel;
+
+pub use cache::{Cache, CacheBuilder, EvictionListener, MAX_TTL, Weigher};
+pub use error::CacheError;
+pub use hashing::{FastHashBuilder, FastHasher};
+pub use policy::Policy;
+pub use stats::{CacheStats, RemovalCause};
+
+/// The workspace-wide error; [`CacheError`] converts into it.
 pub use kuai_core::Error;

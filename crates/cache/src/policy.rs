@@ -1,0 +1,330 @@
+//! Eviction policies: which entry leaves when a shard is over its bound.
+//!
+//! All policies keep their queues as intrusive lists over the shard's slab
+//! indices, so hits, inserts and evictions are O(1).
+//!
+//! * [`Policy::TinyLfu`] (default): W-TinyLFU with an adaptive window. New
+//!   entries enter a small LRU *window*; when it overflows, its oldest entry
+//!   becomes a *candidate* for the main space (a segmented LRU: probation and
+//!   protected) and is admitted only if the frequency sketch says it is more
+//!   popular than the main space's victim. A hill climber resizes the window
+//!   every sample period: if the hit rate went up it keeps stepping the same
+//!   way, else it reverses, with a decaying step (Caffeine's scheme). Recency-
+//!   friendly traces grow the window toward LRU; frequency-friendly ones shrink
+//!   it toward LFU.
+//! * [`Policy::Lru`], [`Policy::Fifo`]: one queue, moved on hit (LRU) or not.
+//! * [`Policy::Lfu`]: 32 frequency levels with LRU order inside a level;
+//!   evicts from the lowest level. Counts are capped, never aged.
+
+use crate::list::{Linked, ListHead, NIL};
+use crate::sketch::FrequencySketch;
+
+/// The eviction policy of a cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Policy {
+    /// Adaptive W-TinyLFU (window LRU + segmented main space, count-min
+    /// sketch with doorkeeper, hill-climbing window size). The default.
+    #[default]
+    TinyLfu,
+    /// Least recently used.
+    Lru,
+    /// First in, first out: hits do not reorder.
+    Fifo,
+    /// Least frequently used (capped counts, LRU tie-break).
+    Lfu,
+}
+
+pub(crate) const WINDOW: u8 = 0;
+pub(crate) const PROBATION: u8 = 1;
+pub(crate) const PROTECTED: u8 = 2;
+const LFU_LEVELS: usize = 32;
+
+/// Per-entry policy links, plus the entry's hash and weight.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PolicyLink {
+    prev: u32,
+    next: u32,
+    pub(crate) queue: u8,
+    pub(crate) weight: u32,
+    pub(crate) hash: u64,
+}
+
+impl PolicyLink {
+    pub(crate) fn new(hash: u64, weight: u32) -> Self {
+        PolicyLink {
+            prev: NIL,
+            next: NIL,
+            queue: 0,
+            weight,
+            hash,
+        }
+    }
+    pub(crate) fn next_index(&self) -> u32 {
+        self.next
+    }
+    pub(crate) fn prev_index(&self) -> u32 {
+        self.prev
+    }
+}
+
+impl Linked for PolicyLink {
+    #[inline(always)]
+    fn prev(&self) -> u32 {
+        self.prev
+    }
+    #[inline(always)]
+    fn next(&self) -> u32 {
+        self.next
+    }
+    #[inline(always)]
+    fn set_prev(&mut self, p: u32) {
+        self.prev = p;
+    }
+    #[inline(always)]
+    fn set_next(&mut self, n: u32) {
+        self.next = n;
+    }
+}
+
+const STEP_PERCENT: f64 = 0.0625;
+const STEP_DECAY: f64 = 0.98;
+const RESTART_THRESHOLD: f64 = 0.05;
+
+/// Caffeine's simple hill climber over the window size.
+#[derive(Debug, Clone)]
+pub(crate) struct Climber {
+    hits: u32,
+    misses: u32,
+    sample: u32,
+    prev_rate: f64,
+    step: f64,
+}
+
+/// The policy state of one shard.
+#[derive(Debug)]
+pub(crate) struct PolicyState {
+    pub(crate) kind: Policy,
+    pub(crate) lists: Vec<ListHead>,
+    pub(crate) sketch: Option<FrequencySketch>,
+    pub(crate) max: u64,
+    pub(crate) window_max: u64,
+    pub(crate) protected_max: u64,
+    climber: Climber,
+    rng: u64,
+}
+
+impl PolicyState {
+    pub(crate) fn new(kind: Policy, max: u64, expected_entries: usize, seed: u64) -> Self {
+        let lists = match kind {
+            Policy::TinyLfu => 3,
+            Policy::Lru | Policy::Fifo => 1,
+            Policy::Lfu => LFU_LEVELS,
+        };
+        let sketch = (kind == Policy::TinyLfu).then(|| FrequencySketch::new(expected_entries));
+        let sample = sketch.as_ref().map_or(0, FrequencySketch::sample_size);
+        let window_max = (max / 100).max(1).min(max);
+        let mut p = PolicyState {
+            kind,
+            lists: vec![ListHead::EMPTY; lists],
+            sketch,
+            max,
+            window_max,
+            protected_max: 0,
+            climber: Climber {
+                hits: 0,
+                misses: 0,
+                sample,
+                prev_rate: 0.0,
+                step: -STEP_PERCENT * max as f64,
+            },
+            rng: seed | 1,
+        };
+        p.protected_max = p.main_max() * 4 / 5;
+        p
+    }
+
+    fn main_max(&self) -> u64 {
+        self.max - self.window_max
+    }
+
+    #[inline]
+    fn next_random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+
+    /// A new entry `i` arrived.
+    #[inline]
+    pub(crate) fn on_insert(&mut self, links: &mut [PolicyLink], i: u32) {
+        let w = u64::from(links[i as usize].weight);
+        match self.kind {
+            Policy::TinyLfu => {
+                if let Some(s) = self.sketch.as_mut() {
+                    s.increment(links[i as usize].hash);
+                }
+                links[i as usize].queue = WINDOW;
+                self.lists[WINDOW as usize].push_back(links, i, w);
+            }
+            Policy::Lru | Policy::Fifo | Policy::Lfu => {
+                links[i as usize].queue = 0;
+                self.lists[0].push_back(links, i, w);
+            }
+        }
+    }
+
+    /// Entry `i` was read (or overwritten).
+    #[inline]
+    pub(crate) fn on_hit(&mut self, links: &mut [PolicyLink], i: u32) {
+        match self.kind {
+            Policy::TinyLfu => {
+                self.climber.hits = self.climber.hits.wrapping_add(1);
+                if let Some(s) = self.sketch.as_mut() {
+                    s.increment(links[i as usize].hash);
+                }
+                let q = links[i as usize].queue;
+                match q {
+                    PROBATION => {
+                        let w = u64::from(links[i as usize].weight);
+                        self.lists[PROBATION as usize].unlink(links, i, w);
+                        links[i as usize].queue = PROTECTED;
+                        self.lists[PROTECTED as usize].push_back(links, i, w);
+                        self.demote_protected(links);
+                    }
+                    _ => self.lists[q as usize].move_to_back(links, i),
+                }
+            }
+            Policy::Lru => self.lists[0].move_to_back(links, i),
+            Policy::Fifo => {}
+            Policy::Lfu => {
+                let q = links[i as usize].queue;
+                if (q as usize) + 1 < LFU_LEVELS {
+                    let w = u64::from(links[i as usize].weight);
+                    self.lists[q as usize].unlink(links, i, w);
+                    links[i as usize].queue = q + 1;
+                    self.lists[q as usize + 1].push_back(links, i, w);
+                } else {
+                    self.lists[q as usize].move_to_back(links, i);
+                }
+            }
+        }
+    }
+
+    /// A lookup missed (feeds the hill climber).
+    #[inline]
+    pub(crate) fn on_miss(&mut self) {
+        if self.kind == Policy::TinyLfu {
+            self.climber.misses = self.climber.misses.wrapping_add(1);
+        }
+    }
+
+    /// Entry `i`'s weight changes from its current one to `weight`.
+    pub(crate) fn reweigh(&mut self, links: &mut [PolicyLink], i: u32, weight: u32) {
+        let link = &mut links[i as usize];
+        let list = &mut self.lists[link.queue as usize];
+        list.weight = list.weight - u64::from(link.weight) + u64::from(weight);
+        link.weight = weight;
+    }
+
+    /// Entry `i` leaves its queue.
+    #[inline]
+    pub(crate) fn unlink(&mut self, links: &mut [PolicyLink], i: u32) {
+        let link = links[i as usize];
+        self.lists[link.queue as usize].unlink(links, i, u64::from(link.weight));
+    }
+
+    fn demote_protected(&mut self, links: &mut [PolicyLink]) {
+        while self.lists[PROTECTED as usize].weight > self.protected_max {
+            let h = self.lists[PROTECTED as usize].head;
+            if h == NIL {
+                break;
+            }
+            let w = u64::from(links[h as usize].weight);
+            self.lists[PROTECTED as usize].unlink(links, h, w);
+            links[h as usize].queue = PROBATION;
+            self.lists[PROBATION as usize].push_back(links, h, w);
+        }
+    }
+
+    /// Moves window overflow to the probation tail; returns how many moved
+    /// (they are the admission candidates, at the probation tail).
+    pub(crate) fn drain_window(&mut self, links: &mut [PolicyLink]) -> u32 {
+        let mut moved = 0;
+        while self.lists[WINDOW as usize].weight > self.window_max {
+            let h = self.lists[WINDOW as usize].head;
+            if h == NIL {
+                break;
+            }
+            let w = u64::from(links[h as usize].weight);
+            self.lists[WINDOW as usize].unlink(links, h, w);
+            links[h as usize].queue = PROBATION;
+            self.lists[PROBATION as usize].push_back(links, h, w);
+            moved += 1;
+        }
+        moved
+    }
+
+    /// TinyLFU admission: should `candidate` replace `victim`?
+    pub(crate) fn admit(&mut self, candidate_hash: u64, victim_hash: u64) -> bool {
+        let Some(s) = self.sketch.as_ref() else {
+            return true;
+        };
+        let c = s.frequency(candidate_hash);
+        let v = s.frequency(victim_hash);
+        if c > v {
+            true
+        } else if c >= 6 {
+            // Hash-flooding defence: a warm candidate sometimes wins a tie,
+            // so an attacker cannot pin a victim by inflating its count.
+            self.next_random() & 127 == 0
+        } else {
+            false
+        }
+    }
+
+    /// For the simple policies: the next entry to evict.
+    pub(crate) fn simple_victim(&self) -> u32 {
+        self.lists
+            .iter()
+            .find(|l| !l.is_empty())
+            .map_or(NIL, |l| l.head)
+    }
+
+    /// Runs the hill climber if a sample period has passed.
+    pub(crate) fn maybe_climb(&mut self, links: &mut [PolicyLink]) {
+        if self.kind != Policy::TinyLfu {
+            return;
+        }
+        let c = &mut self.climber;
+        let requests = c.hits.saturating_add(c.misses);
+        if requests < c.sample || requests == 0 {
+            return;
+        }
+        let rate = f64::from(c.hits) / f64::from(requests);
+        let change = rate - c.prev_rate;
+        let amount = if change >= 0.0 { c.step } else { -c.step };
+        let max = self.max as f64;
+        c.step = if change.abs() >= RESTART_THRESHOLD {
+            STEP_PERCENT * max * if amount >= 0.0 { 1.0 } else { -1.0 }
+        } else {
+            STEP_DECAY * amount
+        };
+        c.prev_rate = rate;
+        c.hits = 0;
+        c.misses = 0;
+        let target = (self.window_max as f64 + amount).clamp(1.0, max);
+        self.window_max = (target as u64).clamp(1.min(self.max), self.max);
+        self.protected_max = self.main_max() * 4 / 5;
+        self.demote_protected(links);
+    }
+
+    /// The current window bound (for tests and stats).
+    #[cfg(test)]
+    pub(crate) fn window_max(&self) -> u64 {
+        self.window_max
+    }
+}
