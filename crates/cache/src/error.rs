@@ -46,6 +46,9 @@ pub enum CacheError {
     /// The component was shut down.
     #[error("closed: {0}")]
     Closed(&'static str),
+    /// A trace file could not be read or parsed.
+    #[error("bad trace: {0}")]
+    BadTrace(String),
     /// The write-behind buffer is full.
     #[error("write-behind buffer full ({0} pending writes)")]
     Full(usize),
@@ -62,6 +65,7 @@ impl From<CacheError> for kuai_core::Error {
             CacheError::LoadTimeout(_) => E::timeout(err.to_string()),
             CacheError::StaleFill | CacheError::Full(_) => E::overloaded(err.to_string()),
             CacheError::Closed(_) => E::closed(err.to_string()),
+            CacheError::BadTrace(_) => E::corrupt(err.to_string()),
             CacheError::Backend(inner) => inner,
             CacheError::LoaderPanicked(_) | CacheError::LoadFailed(_) => {
                 E::backend("cache load failed", err)

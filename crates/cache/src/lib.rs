@@ -44,6 +44,8 @@ mod shard;
 mod sketch;
 mod stats;
 mod timer_wheel;
+#[cfg(feature = "trace")]
+pub mod trace;
 
 pub use cache::{Cache, CacheBuilder, EvictionListener, MAX_TTL, Weigher};
 pub use error::CacheError;

@@ -29,7 +29,9 @@ fn spread(hash: u64) -> u64 {
 impl FrequencySketch {
     /// A sketch for about `capacity` keys (at least 16).
     pub(crate) fn new(capacity: usize) -> Self {
-        let cap = capacity.clamp(16, 1 << 26).next_power_of_two();
+        // A floor of 512 keys: tiny caches still need enough history to tell
+        // a loop's keys apart from noise (measured on the LIRS traces).
+        let cap = capacity.clamp(512, 1 << 26).next_power_of_two();
         // One 64-bit word per key on average: 16 counters of 4 bits.
         let blocks = (cap / 8).max(1);
         let door_words = (cap / 16).max(1).next_power_of_two();
@@ -109,11 +111,6 @@ impl FrequencySketch {
         }
         self.door.iter_mut().for_each(|w| *w = 0);
         self.additions /= 2;
-    }
-
-    /// Increments before the next reset (the hill climber's sample size).
-    pub(crate) fn sample_size(&self) -> u32 {
-        self.sample_size
     }
 }
 
