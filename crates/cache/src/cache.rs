@@ -251,6 +251,9 @@ where
                 loads: AtomicU64::new(0),
                 load_failures: AtomicU64::new(0),
                 load_nanos: AtomicU64::new(0),
+                leases: Mutex::new(hashbrown::HashMap::with_hasher(FastHashBuilder::new())),
+                open_leases: AtomicU64::new(0),
+                lease_seq: AtomicU64::new(1),
             }),
         })
     }
@@ -288,7 +291,33 @@ struct Inner<K, V, S> {
     loads: AtomicU64,
     load_failures: AtomicU64,
     load_nanos: AtomicU64,
+    leases: Mutex<hashbrown::HashMap<K, u64, FastHashBuilder>>,
+    open_leases: AtomicU64,
+    lease_seq: AtomicU64,
 }
+
+/// Permission to fill one key, taken before reading the source; refused at
+/// [`Cache::fill`] if the key was written or invalidated in between.
+///
+/// This closes the cache-aside race where a slow reader re-inserts a value
+/// that a writer has just replaced in the source and invalidated here.
+#[derive(Debug, Clone)]
+#[must_use = "a lease does nothing until it is passed to Cache::fill"]
+pub struct Lease<K> {
+    key: K,
+    token: u64,
+}
+
+impl<K> Lease<K> {
+    /// The leased key.
+    pub fn key(&self) -> &K {
+        &self.key
+    }
+}
+
+/// At most this many leases are outstanding; beyond it new leases are born
+/// revoked (their fills are refused: safe, merely uncached).
+pub const MAX_LEASES: usize = 1 << 16;
 
 /// A sharded, bounded, concurrent in-process cache.
 ///
@@ -453,12 +482,34 @@ where
     }
 
     fn insert_inner(&self, key: K, value: V, deadline: Option<u64>) -> Result<(), CacheError> {
+        self.revoke(&key);
+        self.insert_unrevoked(key, value, deadline)
+    }
+
+    fn insert_unrevoked(&self, key: K, value: V, deadline: Option<u64>) -> Result<(), CacheError> {
+        let (r, sink) = self.insert_core(key, value, deadline);
+        if !sink.items.is_empty() {
+            self.notify(sink);
+        }
+        r
+    }
+
+    /// Inserts without revoking leases or notifying; the caller notifies.
+    fn insert_core(
+        &self,
+        key: K,
+        value: V,
+        deadline: Option<u64>,
+    ) -> (Result<(), CacheError>, Sink<K, V>) {
+        let mut sink = self.sink();
         let weight = match self.weigh(&key, &value) {
             Ok(w) => w,
             Err(e) => {
                 // A value we refuse must not leave an older one behind.
-                self.remove(&key);
-                return Err(e);
+                let hash = self.hash(&key);
+                let t = self.time();
+                self.shard(hash).remove(hash, &key, t.now, &mut sink);
+                return (Err(e), sink);
             }
         };
         let hash = self.hash(&key);
@@ -468,14 +519,10 @@ where
             (None, Some(now), Some(ttl)) => now.saturating_add(ttl),
             _ => NEVER,
         };
-        let mut sink = self.sink();
         let r = self
             .shard(hash)
             .insert(hash, key, value, weight, write_deadline, t, &mut sink);
-        if !sink.items.is_empty() {
-            self.notify(sink);
-        }
-        r
+        (r, sink)
     }
 
     /// Inserts or replaces `key`. A value the cache refuses (see
@@ -503,8 +550,28 @@ where
         self.insert_inner(key, value, Some(deadline))
     }
 
-    /// Removes `key`, returning its value if it was live.
+    /// Removes `key`, returning its value if it was live. Outstanding
+    /// [`Lease`]s on the key are revoked.
     pub fn remove<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.revoke(key);
+        self.remove_unrevoked(key)
+    }
+
+    /// Removes `key` and revokes its leases: the write side of cache-aside
+    /// (write the source, then invalidate).
+    pub fn invalidate<Q>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.remove(key);
+    }
+
+    fn remove_unrevoked<Q>(&self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -519,8 +586,94 @@ where
         v
     }
 
+    #[inline]
+    fn revoke<Q>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if self.inner.open_leases.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut leases = self
+            .inner
+            .leases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if leases.remove(key).is_some() {
+            self.inner
+                .open_leases
+                .store(leases.len() as u64, Ordering::Release);
+        }
+    }
+
+    /// Takes a lease on `key` before reading it from the source. A later
+    /// [`fill`](Cache::fill) succeeds only if nobody wrote, removed or leased
+    /// the key since (the newest lease wins).
+    pub fn lease(&self, key: K) -> Lease<K> {
+        let mut leases = self
+            .inner
+            .leases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if leases.len() >= MAX_LEASES && !leases.contains_key(&key) {
+            return Lease { key, token: 0 };
+        }
+        let token = self.inner.lease_seq.fetch_add(1, Ordering::Relaxed);
+        leases.insert(key.clone(), token);
+        self.inner
+            .open_leases
+            .store(leases.len() as u64, Ordering::Release);
+        Lease { key, token }
+    }
+
+    /// Fills a leased key with the value read from the source, with an
+    /// optional per-entry time-to-live. Refused with [`CacheError::StaleFill`]
+    /// if the key was written, invalidated or leased again since the lease.
+    pub fn fill(&self, lease: Lease<K>, value: V, ttl: Option<Duration>) -> Result<(), CacheError> {
+        if let Some(ttl) = ttl {
+            check_duration(ttl)?;
+        }
+        let mut leases = self
+            .inner
+            .leases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match leases.get(&lease.key) {
+            Some(&t) if t == lease.token && t != 0 => {
+                leases.remove(&lease.key);
+                self.inner
+                    .open_leases
+                    .store(leases.len() as u64, Ordering::Release);
+            }
+            _ => return Err(CacheError::StaleFill),
+        }
+        // Insert while holding the lease table so no invalidation can slip
+        // between the check and the write.
+        let deadline = ttl.map(|ttl| {
+            self.inner.timed.store(true, Ordering::Relaxed);
+            self.now_nanos()
+                .saturating_add(u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX))
+        });
+        let (r, sink) = self.insert_core(lease.key, value, deadline);
+        drop(leases);
+        if !sink.items.is_empty() {
+            self.notify(sink);
+        }
+        r
+    }
+
     /// Removes every entry.
     pub fn invalidate_all(&self) {
+        {
+            let mut leases = self
+                .inner
+                .leases
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            leases.clear();
+            self.inner.open_leases.store(0, Ordering::Release);
+        }
         for s in self.inner.shards.iter() {
             let mut sink = self.sink();
             s.lock()

@@ -33,10 +33,15 @@ pub enum CacheError {
     /// The loader panicked; waiters of the same key get this too.
     #[error("the loader panicked: {0}")]
     LoaderPanicked(String),
-    /// The loader (or the source behind it) failed. The message of the
-    /// source's error is kept; the original is handed to the first caller.
-    #[error("load failed: {0}")]
-    LoadFailed(String),
+    /// The loader (or the source behind it) failed; every caller waiting on
+    /// the same load gets the source error's kind and message.
+    #[error("load failed ({kind}): {message}")]
+    LoadFailed {
+        /// The kind of the source's error.
+        kind: kuai_core::ErrorKind,
+        /// Its message.
+        message: String,
+    },
     /// A fill was refused because the key changed since its lease was taken.
     #[error("stale fill refused: the key was written or invalidated after the read began")]
     StaleFill,
@@ -67,9 +72,8 @@ impl From<CacheError> for kuai_core::Error {
             CacheError::Closed(_) => E::closed(err.to_string()),
             CacheError::BadTrace(_) => E::corrupt(err.to_string()),
             CacheError::Backend(inner) => inner,
-            CacheError::LoaderPanicked(_) | CacheError::LoadFailed(_) => {
-                E::backend("cache load failed", err)
-            }
+            CacheError::LoadFailed { kind, message } => E::new(kind, message),
+            CacheError::LoaderPanicked(_) => E::backend("cache load failed", err),
         }
     }
 }

@@ -35,10 +35,13 @@
 //! * `trace`: trace readers for the `replay` example and the benchmarks.
 #![forbid(unsafe_code)]
 
+mod bloom;
 mod cache;
 mod error;
 mod hashing;
 mod list;
+#[cfg(feature = "loader")]
+mod loader;
 mod policy;
 mod shard;
 mod sketch;
@@ -47,9 +50,12 @@ mod timer_wheel;
 #[cfg(feature = "trace")]
 pub mod trace;
 
-pub use cache::{Cache, CacheBuilder, EvictionListener, MAX_TTL, Weigher};
+pub use bloom::BloomFilter;
+pub use cache::{Cache, CacheBuilder, EvictionListener, Lease, MAX_LEASES, MAX_TTL, Weigher};
 pub use error::CacheError;
 pub use hashing::{FastHashBuilder, FastHasher};
+#[cfg(feature = "loader")]
+pub use loader::{LoadingCache, LoadingCacheBuilder};
 pub use policy::Policy;
 pub use stats::{CacheStats, RemovalCause};
 
