@@ -19,6 +19,8 @@ pub(crate) struct ListHead {
     pub(crate) tail: u32,
     pub(crate) weight: u64,
     pub(crate) len: u32,
+    /// Pushes so far (wrapping); used by the policy to age entries.
+    pub(crate) ticks: u32,
 }
 
 impl ListHead {
@@ -27,6 +29,7 @@ impl ListHead {
         tail: NIL,
         weight: 0,
         len: 0,
+        ticks: 0,
     };
 
     pub(crate) fn is_empty(&self) -> bool {

@@ -40,6 +40,12 @@ pub(crate) const PROBATION: u8 = 1;
 pub(crate) const PROTECTED: u8 = 2;
 const LFU_LEVELS: usize = 32;
 
+/// Something that carries a [`PolicyLink`] (the shard's slab node).
+pub(crate) trait PolicyNode: Linked {
+    fn pl(&self) -> &PolicyLink;
+    fn pl_mut(&mut self) -> &mut PolicyLink;
+}
+
 /// Per-entry policy links, plus the entry's hash and weight.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PolicyLink {
@@ -47,6 +53,9 @@ pub(crate) struct PolicyLink {
     next: u32,
     pub(crate) queue: u8,
     pub(crate) weight: u32,
+    /// The queue's push counter when this entry was last pushed: how far
+    /// from the tail it is, without walking the list.
+    stamp: u32,
     pub(crate) hash: u64,
 }
 
@@ -57,6 +66,7 @@ impl PolicyLink {
             next: NIL,
             queue: 0,
             weight,
+            stamp: 0,
             hash,
         }
     }
@@ -161,57 +171,95 @@ impl PolicyState {
         x
     }
 
+    #[inline(always)]
+    fn push<N: PolicyNode>(&mut self, links: &mut [N], q: usize, i: u32, w: u64) {
+        let l = &mut self.lists[q];
+        l.push_back(links, i, w);
+        links[i as usize].pl_mut().stamp = l.ticks;
+        l.ticks = l.ticks.wrapping_add(1);
+    }
+
+    /// Moves `i` to the tail of queue `q`, unless it is already in the
+    /// younger half of the queue: hot entries then cost no list surgery on
+    /// a hit (no writes to their neighbours' cache lines), and the order of
+    /// the older half, where victims come from, stays exact.
+    #[inline(always)]
+    fn is_young<N: PolicyNode>(&self, links: &[N], q: usize, i: u32) -> bool {
+        let l = &self.lists[q];
+        l.ticks.wrapping_sub(links[i as usize].pl().stamp) < l.len / 2
+    }
+
+    #[inline(always)]
+    fn touch<N: PolicyNode>(&mut self, links: &mut [N], q: usize, i: u32) {
+        let l = &mut self.lists[q];
+        let age = l.ticks.wrapping_sub(links[i as usize].pl().stamp);
+        if age < l.len / 2 {
+            return;
+        }
+        l.move_to_back(links, i);
+        links[i as usize].pl_mut().stamp = l.ticks;
+        l.ticks = l.ticks.wrapping_add(1);
+    }
+
     /// A new entry `i` arrived.
     #[inline]
-    pub(crate) fn on_insert(&mut self, links: &mut [PolicyLink], i: u32) {
-        let w = u64::from(links[i as usize].weight);
+    pub(crate) fn on_insert<N: PolicyNode>(&mut self, links: &mut [N], i: u32) {
+        let w = u64::from(links[i as usize].pl().weight);
         match self.kind {
             Policy::TinyLfu => {
                 if let Some(s) = self.sketch.as_mut() {
-                    s.increment(links[i as usize].hash);
+                    s.increment(links[i as usize].pl().hash);
                 }
-                links[i as usize].queue = WINDOW;
-                self.lists[WINDOW as usize].push_back(links, i, w);
+                links[i as usize].pl_mut().queue = WINDOW;
+                self.push(links, WINDOW as usize, i, w);
             }
             Policy::Lru | Policy::Fifo | Policy::Lfu => {
-                links[i as usize].queue = 0;
-                self.lists[0].push_back(links, i, w);
+                links[i as usize].pl_mut().queue = 0;
+                self.push(links, 0, i, w);
             }
         }
     }
 
     /// Entry `i` was read (or overwritten).
     #[inline]
-    pub(crate) fn on_hit(&mut self, links: &mut [PolicyLink], i: u32) {
+    pub(crate) fn on_hit<N: PolicyNode>(&mut self, links: &mut [N], i: u32) {
         match self.kind {
             Policy::TinyLfu => {
                 self.climber.hits = self.climber.hits.wrapping_add(1);
-                if let Some(s) = self.sketch.as_mut() {
-                    s.increment(links[i as usize].hash);
+                let q = links[i as usize].pl().queue;
+                if q == PROTECTED && self.is_young(links, q as usize, i) {
+                    // A hot entry in the young half of the protected queue is
+                    // nowhere near eviction: skip the sketch update and the
+                    // move (each is a cache miss). It is counted again once
+                    // it drifts into the older half.
+                    return;
                 }
-                let q = links[i as usize].queue;
+                if let Some(s) = self.sketch.as_mut() {
+                    s.increment(links[i as usize].pl().hash);
+                }
                 match q {
                     PROBATION => {
-                        let w = u64::from(links[i as usize].weight);
+                        let w = u64::from(links[i as usize].pl().weight);
                         self.lists[PROBATION as usize].unlink(links, i, w);
-                        links[i as usize].queue = PROTECTED;
-                        self.lists[PROTECTED as usize].push_back(links, i, w);
+                        links[i as usize].pl_mut().queue = PROTECTED;
+                        self.push(links, PROTECTED as usize, i, w);
                         self.demote_protected(links);
                     }
-                    _ => self.lists[q as usize].move_to_back(links, i),
+                    _ => self.touch(links, q as usize, i),
                 }
             }
+            // Exact LRU (it is also the benchmarks' reference policy).
             Policy::Lru => self.lists[0].move_to_back(links, i),
             Policy::Fifo => {}
             Policy::Lfu => {
-                let q = links[i as usize].queue;
+                let q = links[i as usize].pl().queue;
                 if (q as usize) + 1 < LFU_LEVELS {
-                    let w = u64::from(links[i as usize].weight);
+                    let w = u64::from(links[i as usize].pl().weight);
                     self.lists[q as usize].unlink(links, i, w);
-                    links[i as usize].queue = q + 1;
-                    self.lists[q as usize + 1].push_back(links, i, w);
+                    links[i as usize].pl_mut().queue = q + 1;
+                    self.push(links, q as usize + 1, i, w);
                 } else {
-                    self.lists[q as usize].move_to_back(links, i);
+                    self.touch(links, q as usize, i);
                 }
             }
         }
@@ -226,8 +274,8 @@ impl PolicyState {
     }
 
     /// Entry `i`'s weight changes from its current one to `weight`.
-    pub(crate) fn reweigh(&mut self, links: &mut [PolicyLink], i: u32, weight: u32) {
-        let link = &mut links[i as usize];
+    pub(crate) fn reweigh<N: PolicyNode>(&mut self, links: &mut [N], i: u32, weight: u32) {
+        let link = links[i as usize].pl_mut();
         let list = &mut self.lists[link.queue as usize];
         list.weight = list.weight - u64::from(link.weight) + u64::from(weight);
         link.weight = weight;
@@ -235,37 +283,37 @@ impl PolicyState {
 
     /// Entry `i` leaves its queue.
     #[inline]
-    pub(crate) fn unlink(&mut self, links: &mut [PolicyLink], i: u32) {
-        let link = links[i as usize];
-        self.lists[link.queue as usize].unlink(links, i, u64::from(link.weight));
+    pub(crate) fn unlink<N: PolicyNode>(&mut self, links: &mut [N], i: u32) {
+        let (q, w) = (links[i as usize].pl().queue, links[i as usize].pl().weight);
+        self.lists[q as usize].unlink(links, i, u64::from(w));
     }
 
-    fn demote_protected(&mut self, links: &mut [PolicyLink]) {
+    fn demote_protected<N: PolicyNode>(&mut self, links: &mut [N]) {
         while self.lists[PROTECTED as usize].weight > self.protected_max {
             let h = self.lists[PROTECTED as usize].head;
             if h == NIL {
                 break;
             }
-            let w = u64::from(links[h as usize].weight);
+            let w = u64::from(links[h as usize].pl().weight);
             self.lists[PROTECTED as usize].unlink(links, h, w);
-            links[h as usize].queue = PROBATION;
-            self.lists[PROBATION as usize].push_back(links, h, w);
+            links[h as usize].pl_mut().queue = PROBATION;
+            self.push(links, PROBATION as usize, h, w);
         }
     }
 
     /// Moves window overflow to the probation tail; returns how many moved
     /// (they are the admission candidates, at the probation tail).
-    pub(crate) fn drain_window(&mut self, links: &mut [PolicyLink]) -> u32 {
+    pub(crate) fn drain_window<N: PolicyNode>(&mut self, links: &mut [N]) -> u32 {
         let mut moved = 0;
         while self.lists[WINDOW as usize].weight > self.window_max {
             let h = self.lists[WINDOW as usize].head;
             if h == NIL {
                 break;
             }
-            let w = u64::from(links[h as usize].weight);
+            let w = u64::from(links[h as usize].pl().weight);
             self.lists[WINDOW as usize].unlink(links, h, w);
-            links[h as usize].queue = PROBATION;
-            self.lists[PROBATION as usize].push_back(links, h, w);
+            links[h as usize].pl_mut().queue = PROBATION;
+            self.push(links, PROBATION as usize, h, w);
             moved += 1;
         }
         moved
@@ -298,7 +346,7 @@ impl PolicyState {
     }
 
     /// Runs the hill climber if a sample period has passed.
-    pub(crate) fn maybe_climb(&mut self, links: &mut [PolicyLink]) {
+    pub(crate) fn maybe_climb<N: PolicyNode>(&mut self, links: &mut [N]) {
         if self.kind != Policy::TinyLfu {
             return;
         }

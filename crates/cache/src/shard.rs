@@ -6,13 +6,50 @@ use std::borrow::Borrow;
 use hashbrown::HashTable;
 
 use crate::error::CacheError;
-use crate::list::NIL;
-use crate::policy::{PROBATION, PROTECTED, Policy, PolicyLink, PolicyState, WINDOW};
+use crate::list::{Linked, NIL};
+use crate::policy::{PROBATION, PROTECTED, Policy, PolicyLink, PolicyNode, PolicyState, WINDOW};
 use crate::stats::{RemovalCause, ShardStats};
 use crate::timer_wheel::{TimerLink, TimerWheel};
 
 /// Deadline meaning "never expires".
 pub(crate) const NEVER: u64 = u64::MAX;
+
+/// One slab slot: the policy links and (when occupied) the entry, in one
+/// allocation so a lookup touches one cache line for both.
+struct Node<K, V> {
+    link: PolicyLink,
+    entry: Option<Entry<K, V>>,
+}
+
+impl<K, V> Linked for Node<K, V> {
+    #[inline(always)]
+    fn prev(&self) -> u32 {
+        self.link.prev()
+    }
+    #[inline(always)]
+    fn next(&self) -> u32 {
+        self.link.next()
+    }
+    #[inline(always)]
+    fn set_prev(&mut self, p: u32) {
+        self.link.set_prev(p);
+    }
+    #[inline(always)]
+    fn set_next(&mut self, n: u32) {
+        self.link.set_next(n);
+    }
+}
+
+impl<K, V> PolicyNode for Node<K, V> {
+    #[inline(always)]
+    fn pl(&self) -> &PolicyLink {
+        &self.link
+    }
+    #[inline(always)]
+    fn pl_mut(&mut self) -> &mut PolicyLink {
+        &mut self.link
+    }
+}
 
 struct Entry<K, V> {
     key: K,
@@ -51,8 +88,7 @@ pub(crate) struct Now {
 
 pub(crate) struct Shard<K, V> {
     table: HashTable<u32>,
-    entries: Vec<Option<Entry<K, V>>>,
-    links: Vec<PolicyLink>,
+    nodes: Vec<Node<K, V>>,
     timers: Vec<TimerLink>,
     free: Vec<u32>,
     policy: PolicyState,
@@ -70,8 +106,7 @@ where
         let prealloc = expected_entries.min(4096);
         Shard {
             table: HashTable::with_capacity(prealloc),
-            entries: Vec::with_capacity(prealloc),
-            links: Vec::with_capacity(prealloc),
+            nodes: Vec::with_capacity(prealloc),
             timers: Vec::new(),
             free: Vec::new(),
             policy: PolicyState::new(kind, max, expected_entries, seed),
@@ -100,11 +135,11 @@ where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let entries = &self.entries;
+        let nodes = &self.nodes;
         self.table
             .find(
                 hash,
-                |&j| matches!(&entries[j as usize], Some(e) if e.key.borrow() == key),
+                |&j| matches!(&nodes[j as usize].entry, Some(e) if e.key.borrow() == key),
             )
             .copied()
     }
@@ -114,8 +149,8 @@ where
     }
 
     fn wheel(&mut self, now: u64) -> &mut TimerWheel {
-        if self.timers.len() < self.links.len() {
-            self.timers.resize(self.links.len(), TimerLink::UNSCHEDULED);
+        if self.timers.len() < self.nodes.len() {
+            self.timers.resize(self.nodes.len(), TimerLink::UNSCHEDULED);
         }
         self.wheel.get_or_insert_with(|| TimerWheel::new(now))
     }
@@ -151,15 +186,19 @@ where
                 return None;
             }
             if let Some(tti) = t.tti {
-                let wd = self.entries[i as usize]
+                let wd = self.nodes[i as usize]
+                    .entry
                     .as_ref()
                     .map_or(NEVER, |e| e.write_deadline);
                 self.schedule(i, wd.min(now.saturating_add(tti)), now);
             }
         }
         self.stats.hits += 1;
-        self.policy.on_hit(&mut self.links, i);
-        self.entries[i as usize].as_ref().map(|e| e.value.clone())
+        self.policy.on_hit(&mut self.nodes, i);
+        self.nodes[i as usize]
+            .entry
+            .as_ref()
+            .map(|e| e.value.clone())
     }
 
     /// Looks `key` up without recording an access or counting a hit.
@@ -173,7 +212,10 @@ where
         if now.is_some_and(|now| self.deadline(i) <= now) {
             return None;
         }
-        self.entries[i as usize].as_ref().map(|e| e.value.clone())
+        self.nodes[i as usize]
+            .entry
+            .as_ref()
+            .map(|e| e.value.clone())
     }
 
     /// Inserts or replaces. `write_deadline` is the TTL / per-entry deadline.
@@ -205,20 +247,20 @@ where
         };
         let i = match existing {
             Some(i) => {
-                let old_w = self.links[i as usize].weight;
-                if let Some(e) = self.entries[i as usize].as_mut() {
+                let old_w = self.nodes[i as usize].link.weight;
+                if let Some(e) = self.nodes[i as usize].entry.as_mut() {
                     let old = std::mem::replace(&mut e.value, value);
                     e.write_deadline = write_deadline;
                     sink.push(key, old, RemovalCause::Replaced);
                 }
                 self.stats.removals[RemovalCause::Replaced.index()] += 1;
                 self.weight = self.weight - u64::from(old_w) + u64::from(weight);
-                self.policy.reweigh(&mut self.links, i, weight);
-                self.policy.on_hit(&mut self.links, i);
+                self.policy.reweigh(&mut self.nodes, i, weight);
+                self.policy.on_hit(&mut self.nodes, i);
                 i
             }
             None => {
-                if self.entries.len() >= NIL as usize && self.free.is_empty() {
+                if self.nodes.len() >= NIL as usize && self.free.is_empty() {
                     self.stats.rejected += 1;
                     return Err(CacheError::InvalidConfig(
                         "more than 2^32 entries in one shard",
@@ -232,25 +274,29 @@ where
                 let link = PolicyLink::new(hash, weight);
                 let i = match self.free.pop() {
                     Some(i) => {
-                        self.entries[i as usize] = Some(entry);
-                        self.links[i as usize] = link;
+                        self.nodes[i as usize] = Node {
+                            link,
+                            entry: Some(entry),
+                        };
                         if let Some(t) = self.timers.get_mut(i as usize) {
                             *t = TimerLink::UNSCHEDULED;
                         }
                         i
                     }
                     None => {
-                        self.entries.push(Some(entry));
-                        self.links.push(link);
-                        (self.links.len() - 1) as u32
+                        self.nodes.push(Node {
+                            link,
+                            entry: Some(entry),
+                        });
+                        (self.nodes.len() - 1) as u32
                     }
                 };
-                let links = &self.links;
+                let nodes = &self.nodes;
                 self.table
-                    .insert_unique(hash, i, |&j| links[j as usize].hash);
+                    .insert_unique(hash, i, |&j| nodes[j as usize].link.hash);
                 self.weight += u64::from(weight);
                 self.stats.inserts += 1;
-                self.policy.on_insert(&mut self.links, i);
+                self.policy.on_insert(&mut self.nodes, i);
                 i
             }
         };
@@ -259,7 +305,7 @@ where
             self.expire(now, sink);
         }
         self.evict_to_fit(sink);
-        self.policy.maybe_climb(&mut self.links);
+        self.policy.maybe_climb(&mut self.nodes);
         Ok(())
     }
 
@@ -290,9 +336,9 @@ where
 
     /// Removes every entry (cause: explicit).
     pub(crate) fn clear(&mut self, sink: &mut Sink<K, V>) {
-        let n = self.entries.len() as u32;
+        let n = self.nodes.len() as u32;
         for i in 0..n {
-            if self.entries[i as usize].is_some() {
+            if self.nodes[i as usize].entry.is_some() {
                 if let Some((k, v)) =
                     self.remove_index(i, RemovalCause::Explicit, &mut Sink::new(false))
                 {
@@ -310,7 +356,7 @@ where
         let mut expired = std::mem::take(&mut self.expired);
         w.advance(&mut self.timers, now, &mut expired);
         for &i in &expired {
-            if self.entries[i as usize].is_some() {
+            if self.nodes[i as usize].entry.is_some() {
                 if let Some((k, v)) =
                     self.remove_index(i, RemovalCause::Expired, &mut Sink::new(false))
                 {
@@ -328,8 +374,8 @@ where
         cause: RemovalCause,
         sink: &mut Sink<K, V>,
     ) -> Option<(K, V)> {
-        let link = self.links[i as usize];
-        self.policy.unlink(&mut self.links, i);
+        let link = self.nodes[i as usize].link;
+        self.policy.unlink(&mut self.nodes, i);
         if let Some(w) = self.wheel.as_mut() {
             w.cancel(&mut self.timers, i);
             self.timers[i as usize].deadline = NEVER;
@@ -339,7 +385,7 @@ where
         }
         self.weight -= u64::from(link.weight);
         self.stats.removals[cause.index()] += 1;
-        let entry = self.entries[i as usize].take()?;
+        let entry = self.nodes[i as usize].entry.take()?;
         self.free.push(i);
         if sink.keep {
             sink.push(entry.key, entry.value, cause);
@@ -364,7 +410,7 @@ where
     }
 
     fn evict_tinylfu(&mut self, sink: &mut Sink<K, V>) {
-        let mut candidates = self.policy.drain_window(&mut self.links);
+        let mut candidates = self.policy.drain_window(&mut self.nodes);
         if self.weight <= self.policy.max {
             return;
         }
@@ -393,14 +439,14 @@ where
                 true
             } else {
                 let (ch, vh) = (
-                    self.links[cand as usize].hash,
-                    self.links[victim as usize].hash,
+                    self.nodes[cand as usize].link.hash,
+                    self.nodes[victim as usize].link.hash,
                 );
                 self.policy.admit(ch, vh)
             };
             if evict_victim {
                 let v = victim;
-                victim = self.links[v as usize].next_index();
+                victim = self.nodes[v as usize].link.next_index();
                 let cand_was_victim = cand == v;
                 self.remove_index(v, RemovalCause::Size, sink);
                 if cand_was_victim || cand == NIL {
@@ -409,7 +455,7 @@ where
                 } else {
                     candidates = candidates.saturating_sub(1);
                     cand = if candidates > 0 {
-                        self.links[cand as usize].prev_index()
+                        self.nodes[cand as usize].link.prev_index()
                     } else {
                         NIL
                     };
@@ -417,7 +463,7 @@ where
             } else {
                 let c = cand;
                 candidates = candidates.saturating_sub(1);
-                let prev = self.links[c as usize].prev_index();
+                let prev = self.nodes[c as usize].link.prev_index();
                 self.remove_index(c, RemovalCause::Size, sink);
                 cand = if candidates > 0 { prev } else { NIL };
                 if cand == victim && victim != NIL {
@@ -437,14 +483,13 @@ where
     /// Checks internal invariants (tests only).
     #[cfg(test)]
     pub(crate) fn check(&self) {
-        let live = self.entries.iter().filter(|e| e.is_some()).count();
+        let live = self.nodes.iter().filter(|n| n.entry.is_some()).count();
         assert_eq!(live, self.table.len());
         let w: u64 = self
-            .entries
+            .nodes
             .iter()
-            .zip(&self.links)
-            .filter(|(e, _)| e.is_some())
-            .map(|(_, l)| u64::from(l.weight))
+            .filter(|n| n.entry.is_some())
+            .map(|n| u64::from(n.link.weight))
             .sum();
         assert_eq!(w, self.weight);
         let lw: u64 = self.policy.lists.iter().map(|l| l.weight).sum();

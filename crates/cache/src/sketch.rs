@@ -1,24 +1,25 @@
-//! TinyLFU's frequency estimate: a 4-bit count-min sketch behind a
-//! doorkeeper bloom filter, aged by halving.
+//! TinyLFU's frequency estimate: a 4-bit count-min sketch with a doorkeeper
+//! bloom filter, aged by halving.
 //!
-//! Each key's four counters live in one 64-byte block (eight `u64` words of
-//! sixteen 4-bit counters), so an increment or estimate touches one cache
-//! line. The doorkeeper absorbs the first sighting of a key: one-hit wonders
-//! never reach the counters. After `sample_size` increments every counter is
-//! halved and the doorkeeper cleared, so old popularity fades.
+//! A key maps to one 64-byte block: four `u64` words of sixteen 4-bit
+//! counters (one counter per row of the count-min sketch) and four words
+//! (256 bits) of doorkeeper. An increment or an estimate therefore touches
+//! one cache line. The doorkeeper absorbs the first sighting of a key:
+//! one-hit wonders never reach the counters. After `10 × capacity`
+//! increments every counter is halved and the doorkeeper cleared, so old
+//! popularity fades.
 
 /// A frequency sketch sized for about `capacity` distinct keys.
 #[derive(Debug, Clone)]
 pub(crate) struct FrequencySketch {
     table: Vec<u64>,
     block_mask: u64,
-    door: Vec<u64>,
-    door_mask: u64,
     additions: u32,
     sample_size: u32,
 }
 
 const RESET_MASK: u64 = 0x7777_7777_7777_7777;
+const BLOCK: usize = 8;
 
 #[inline(always)]
 fn spread(hash: u64) -> u64 {
@@ -27,74 +28,69 @@ fn spread(hash: u64) -> u64 {
 }
 
 impl FrequencySketch {
-    /// A sketch for about `capacity` keys (at least 16).
+    /// A sketch for about `capacity` keys. A floor of 512 keys: tiny caches
+    /// still need enough history to tell a loop's keys from noise (measured
+    /// on the LIRS traces).
     pub(crate) fn new(capacity: usize) -> Self {
-        // A floor of 512 keys: tiny caches still need enough history to tell
-        // a loop's keys apart from noise (measured on the LIRS traces).
         let cap = capacity.clamp(512, 1 << 26).next_power_of_two();
-        // One 64-bit word per key on average: 16 counters of 4 bits.
-        let blocks = (cap / 8).max(1);
-        let door_words = (cap / 16).max(1).next_power_of_two();
+        // 16 counters and 64 doorkeeper bits per key.
+        let blocks = (cap / 4).max(1);
         FrequencySketch {
-            table: vec![0; blocks * 8],
+            table: vec![0; blocks * BLOCK],
             block_mask: (blocks - 1) as u64,
-            door: vec![0; door_words],
-            door_mask: (door_words * 64 - 1) as u64,
             additions: 0,
             sample_size: u32::try_from(cap.saturating_mul(10)).unwrap_or(u32::MAX),
         }
     }
 
     #[inline(always)]
-    fn door_bits(&self, h: u64) -> (usize, u64, usize, u64) {
-        let a = h & self.door_mask;
-        let b = (h >> 32) & self.door_mask;
-        (
-            (a >> 6) as usize,
-            1 << (a & 63),
-            (b >> 6) as usize,
-            1 << (b & 63),
-        )
+    fn block(&self, h: u64) -> usize {
+        ((h >> 40) & self.block_mask) as usize * BLOCK
     }
 
+    /// The two doorkeeper bits of `h` in its block: (word, mask) pairs.
     #[inline(always)]
-    fn door_contains(&self, h: u64) -> bool {
-        let (wa, ba, wb, bb) = self.door_bits(h);
-        self.door[wa] & ba != 0 && self.door[wb] & bb != 0
+    fn door(block: usize, h: u64) -> [(usize, u64); 2] {
+        let d = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        let (a, b) = (d >> 56, (d >> 48) & 255);
+        [
+            (block + 4 + (a >> 6) as usize, 1 << (a & 63)),
+            (block + 4 + (b >> 6) as usize, 1 << (b & 63)),
+        ]
     }
 
     /// The estimated frequency of `hash` (0..=16).
     #[inline]
     pub(crate) fn frequency(&self, hash: u64) -> u8 {
         let h = spread(hash);
-        let block = ((h >> 40) & self.block_mask) as usize * 8;
+        let block = self.block(h);
         let mut min = 15u8;
         for i in 0..4 {
-            let sel = h >> (i * 8);
-            let word = block + i * 2 + ((sel >> 4) & 1) as usize;
-            let shift = (sel & 15) * 4;
-            let c = ((self.table[word] >> shift) & 15) as u8;
+            let shift = ((h >> (i * 8)) & 15) * 4;
+            let c = ((self.table[block + i] >> shift) & 15) as u8;
             min = min.min(c);
         }
-        min + u8::from(self.door_contains(h))
+        let seen = Self::door(block, h)
+            .iter()
+            .all(|&(w, m)| self.table[w] & m != 0);
+        min + u8::from(seen)
     }
 
     /// Records one occurrence of `hash`.
     #[inline]
     pub(crate) fn increment(&mut self, hash: u64) {
         let h = spread(hash);
-        let (wa, ba, wb, bb) = self.door_bits(h);
-        if self.door[wa] & ba == 0 || self.door[wb] & bb == 0 {
-            self.door[wa] |= ba;
-            self.door[wb] |= bb;
+        let block = self.block(h);
+        let door = Self::door(block, h);
+        if door.iter().any(|&(w, m)| self.table[w] & m == 0) {
+            for (w, m) in door {
+                self.table[w] |= m;
+            }
         } else {
-            let block = ((h >> 40) & self.block_mask) as usize * 8;
             for i in 0..4 {
-                let sel = h >> (i * 8);
-                let word = block + i * 2 + ((sel >> 4) & 1) as usize;
-                let shift = (sel & 15) * 4;
-                if (self.table[word] >> shift) & 15 != 15 {
-                    self.table[word] += 1 << shift;
+                let shift = ((h >> (i * 8)) & 15) * 4;
+                if (self.table[block + i] >> shift) & 15 != 15 {
+                    self.table[block + i] += 1 << shift;
                 }
             }
         }
@@ -106,10 +102,14 @@ impl FrequencySketch {
 
     /// Halves every counter and clears the doorkeeper.
     fn reset(&mut self) {
-        for w in &mut self.table {
-            *w = (*w >> 1) & RESET_MASK;
+        for block in self.table.chunks_exact_mut(BLOCK) {
+            for w in &mut block[..4] {
+                *w = (*w >> 1) & RESET_MASK;
+            }
+            for w in &mut block[4..] {
+                *w = 0;
+            }
         }
-        self.door.iter_mut().for_each(|w| *w = 0);
         self.additions /= 2;
     }
 }
