@@ -39,6 +39,7 @@ mod bloom;
 mod cache;
 mod error;
 mod hashing;
+mod hot_keys;
 mod list;
 #[cfg(feature = "loader")]
 mod loader;
@@ -54,6 +55,7 @@ pub use bloom::BloomFilter;
 pub use cache::{Cache, CacheBuilder, EvictionListener, Lease, MAX_LEASES, MAX_TTL, Weigher};
 pub use error::CacheError;
 pub use hashing::{FastHashBuilder, FastHasher};
+pub use hot_keys::{HotKeyCache, HotKeyDetector};
 #[cfg(feature = "loader")]
 pub use loader::{LoadingCache, LoadingCacheBuilder};
 pub use policy::Policy;
