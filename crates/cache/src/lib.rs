@@ -43,6 +43,8 @@ mod hot_keys;
 mod list;
 #[cfg(feature = "loader")]
 mod loader;
+#[cfg(feature = "loader")]
+mod patterns;
 mod policy;
 mod shard;
 mod sketch;
@@ -58,6 +60,8 @@ pub use hashing::{FastHashBuilder, FastHasher};
 pub use hot_keys::{HotKeyCache, HotKeyDetector};
 #[cfg(feature = "loader")]
 pub use loader::{LoadingCache, LoadingCacheBuilder};
+#[cfg(feature = "loader")]
+pub use patterns::{CacheAside, ReadThrough, WriteBehind, WriteBehindConfig, WriteThrough};
 pub use policy::Policy;
 pub use stats::{CacheStats, RemovalCause};
 
