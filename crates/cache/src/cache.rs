@@ -275,8 +275,10 @@ pub(crate) fn check_duration(d: Duration) -> Result<(), CacheError> {
     }
 }
 
+type ShardCell<K, V> = CachePadded<Mutex<Shard<K, V>>>;
+
 struct Inner<K, V, S> {
-    shards: Box<[CachePadded<Mutex<Shard<K, V>>>]>,
+    shards: Box<[ShardCell<K, V>]>,
     mask: usize,
     hasher: S,
     timed: AtomicBool,

@@ -151,7 +151,7 @@ impl<K: Hash + Eq + Clone> HotKeyDetector<K> {
                 *min = (key.clone(), hash, est);
             }
         }
-        st.top.sort_by(|a, b| b.2.cmp(&a.2));
+        st.top.sort_by_key(|e| std::cmp::Reverse(e.2));
         for (i, slot) in self.hot.iter().enumerate() {
             let h = st
                 .top
