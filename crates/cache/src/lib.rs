@@ -40,6 +40,8 @@ mod cache;
 mod error;
 mod hashing;
 mod hot_keys;
+#[cfg(feature = "redis")]
+mod l2;
 mod list;
 #[cfg(feature = "loader")]
 mod loader;
@@ -58,6 +60,8 @@ pub use cache::{Cache, CacheBuilder, EvictionListener, Lease, MAX_LEASES, MAX_TT
 pub use error::CacheError;
 pub use hashing::{FastHashBuilder, FastHasher};
 pub use hot_keys::{HotKeyCache, HotKeyDetector};
+#[cfg(feature = "redis")]
+pub use l2::{TwoLevelCache, TwoLevelConfig, TwoLevelStats};
 #[cfg(feature = "loader")]
 pub use loader::{LoadingCache, LoadingCacheBuilder};
 #[cfg(feature = "loader")]
