@@ -1,18 +1,35 @@
 //! A quick single-process throughput probe (kuai vs quick_cache), Zipf keys.
 //!
-//! `cargo run --release -p kuai-cache --features trace --example throughput -- [threads]`
+//! `cargo run --release -p kuai-cache --features trace --example throughput -- [threads] [keyspace] [write_every]`
 use std::time::Instant;
 
 use kuai_cache::{Cache, trace};
 
 fn main() {
-    let threads: usize = std::env::args()
-        .nth(1)
+    let mut args = std::env::args().skip(1);
+    let threads: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
+    let space: usize = args
+        .next()
         .and_then(|a| a.parse().ok())
-        .unwrap_or(1);
-    let keys = trace::zipf(1_000_000, 0.99, 1 << 20, 7);
+        .unwrap_or(1_000_000);
+    let write_every: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(10);
+    let keys = trace::zipf(space, 0.99, 1 << 20, 7);
     let ops = 2_000_000usize;
-    let kuai = match Cache::<u64, u64>::new(100_000) {
+    let policy = match std::env::var("POLICY").as_deref() {
+        Ok("lru") => kuai_cache::Policy::Lru,
+        Ok("fifo") => kuai_cache::Policy::Fifo,
+        _ => kuai_cache::Policy::TinyLfu,
+    };
+    let shards: usize = std::env::var("SHARDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32);
+    let kuai = match Cache::<u64, u64>::builder()
+        .max_capacity(100_000)
+        .policy(policy)
+        .shards(shards)
+        .build()
+    {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -32,7 +49,7 @@ fn main() {
                 s.spawn(move || {
                     for i in 0..ops {
                         let k = keys[(i + th * 1000) & ((1 << 20) - 1)];
-                        if i % 10 == 0 {
+                        if i % write_every == 0 {
                             kuai.insert(k, 1);
                         } else {
                             std::hint::black_box(kuai.get(&k));
@@ -42,6 +59,10 @@ fn main() {
             }
         });
         let k = (ops * threads) as f64 / t.elapsed().as_secs_f64() / 1e6;
+        if std::env::var_os("KUAI_ONLY").is_some() {
+            println!("kuai {k:.2}");
+            continue;
+        }
         let t = Instant::now();
         std::thread::scope(|s| {
             for th in 0..threads {
@@ -49,7 +70,7 @@ fn main() {
                 s.spawn(move || {
                     for i in 0..ops {
                         let k = keys[(i + th * 1000) & ((1 << 20) - 1)];
-                        if i % 10 == 0 {
+                        if i % write_every == 0 {
                             qc.insert(k, 1);
                         } else {
                             std::hint::black_box(qc.get(&k));
@@ -59,6 +80,9 @@ fn main() {
             }
         });
         let q = (ops * threads) as f64 / t.elapsed().as_secs_f64() / 1e6;
+        if std::env::var_os("KUAI_ONLY").is_some() {
+            continue;
+        }
         println!(
             "round {round}: kuai {k:.2} Mops/s, quick_cache {q:.2} Mops/s, ratio {:.2}",
             k / q

@@ -3,8 +3,8 @@
 use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
@@ -15,6 +15,7 @@ use crate::hashing::FastHashBuilder;
 use crate::policy::Policy;
 use crate::shard::{NEVER, Now, Shard, Sink};
 use crate::stats::{CacheStats, RemovalCause};
+use crate::sync::{AtomicBool, AtomicU64, Mutex, MutexGuard};
 
 /// The longest time-to-live / time-to-idle accepted (100 years); longer is
 /// treated as a mistake ([`CacheError::InvalidDuration`]).
@@ -644,9 +645,6 @@ where
         match leases.get(&lease.key) {
             Some(&t) if t == lease.token && t != 0 => {
                 leases.remove(&lease.key);
-                self.inner
-                    .open_leases
-                    .store(leases.len() as u64, Ordering::Release);
             }
             _ => return Err(CacheError::StaleFill),
         }
@@ -658,6 +656,12 @@ where
                 .saturating_add(u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX))
         });
         let (r, sink) = self.insert_core(lease.key, value, deadline);
+        // Publish the lease count only after the insert: a writer whose
+        // revoke saw a non-zero count waits on the lease table until this
+        // fill is in, so its write lands after it (found by loom).
+        self.inner
+            .open_leases
+            .store(leases.len() as u64, Ordering::Release);
         drop(leases);
         if !sink.items.is_empty() {
             self.notify(sink);

@@ -51,6 +51,7 @@ mod policy;
 mod shard;
 mod sketch;
 mod stats;
+mod sync;
 mod timer_wheel;
 #[cfg(feature = "trace")]
 pub mod trace;

@@ -33,8 +33,8 @@ impl FrequencySketch {
     /// on the LIRS traces).
     pub(crate) fn new(capacity: usize) -> Self {
         let cap = capacity.clamp(512, 1 << 26).next_power_of_two();
-        // 16 counters and 64 doorkeeper bits per key.
-        let blocks = (cap / 4).max(1);
+        // 8 counters and 32 doorkeeper bits per key (8 bytes, as Caffeine).
+        let blocks = (cap / 8).max(1);
         FrequencySketch {
             table: vec![0; blocks * BLOCK],
             block_mask: (blocks - 1) as u64,
