@@ -154,7 +154,7 @@ fn hit_ratios(s: &mut Section) {
             ),
         }
     }
-    let len = s.pick(300_000, 2_000_000);
+    let len = s.pick(200_000, 2_000_000);
     for zipf_s in [0.9, 1.2] {
         let keys = trace::zipf(100_000, zipf_s, len, 42);
         hit_ratio_rows(s, &format!("Zipf({zipf_s}) over 100k keys"), &keys, &[1.0, 10.0], None);
@@ -245,7 +245,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn throughput(s: &mut Section) {
     const CAP: u64 = 100_000;
     let keys = trace::zipf(1_000_000, 0.99, 1 << 20, 7);
-    let ops = s.pick(1_000_000, 3_000_000);
+    let ops = s.pick(300_000, 1_500_000);
     let runs = s.pick(3, 5);
     for (mix, write_every) in [("90/10", 10usize), ("50/50", 2)] {
         for threads in [1usize, 2] {
@@ -262,7 +262,7 @@ fn throughput(s: &mut Section) {
                 ("dashmap (no eviction)", Box::new(dashmap::DashMap::<u64, u64>::new()), ops),
             ];
             // Warm every cache with the key stream once.
-            for k in keys.iter().take(200_000) {
+            for k in keys.iter().take(s.pick(100_000, 200_000)) {
                 kuai.put(*k, 0);
                 for (_, p, _) in &peers {
                     p.put(*k, 0);
@@ -400,6 +400,130 @@ fn stampede(s: &mut Section) {
     }
 }
 
+/// Multi-level rows: need Redis at 127.0.0.1:6379 (`--services`).
+fn multi_level(s: &mut Section) {
+    let services = std::env::args().any(|a| a == "--services")
+        || std::env::var("KUAI_BENCH_SERVICES").is_ok_and(|v| v == "1");
+    if !services {
+        s.record(
+            Row::new("multi-level L1 + Redis", "%", Better::Higher)
+                .error("needs Redis: run with --services (redis-server on 127.0.0.1:6379)"),
+        );
+        return;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            s.record(Row::new("multi-level", "%", Better::Higher).error(e));
+            return;
+        }
+    };
+    let n = s.pick(20_000usize, 100_000);
+    let keys = trace::zipf(10_000, 0.99, n, 11);
+    let out: Result<Vec<Row>, String> = rt.block_on(async {
+        let ns = format!("kuai-bench-{}", std::process::id());
+        let two = kuai_cache::TwoLevelCache::new(kuai_cache::TwoLevelConfig {
+            namespace: ns.clone(),
+            l1_capacity: 1_000,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let client = redis::Client::open("redis://127.0.0.1:6379/").map_err(|e| e.to_string())?;
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| format!("redis not reachable: {e}"))?;
+        // L1 + Redis
+        let t0 = Instant::now();
+        for &k in &keys {
+            let key = k.to_string();
+            two.get_with(&key, || async move { Ok(Some(k.to_le_bytes().to_vec())) })
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let two_us = t0.elapsed().as_secs_f64() * 1e6 / n as f64;
+        let st = two.stats();
+        let l1_ratio = 100.0 * st.l1_hits as f64 / n as f64;
+        // Redis only (cache-aside against Redis, same source).
+        let t0 = Instant::now();
+        for &k in &keys {
+            let key = format!("{ns}:ro:{k}");
+            let got: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            if got.is_none() {
+                let _: () = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(k.to_le_bytes().to_vec())
+                    .arg("PX")
+                    .arg(600_000)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        let redis_us = t0.elapsed().as_secs_f64() * 1e6 / n as f64;
+        // moka as the L1 at the same capacity, for the hit-ratio row.
+        let moka_ratio = moka_ratio(&keys, 1_000);
+        // Fail-open: Redis "stopped" (nothing listens on port 1).
+        let down = kuai_cache::TwoLevelCache::new(kuai_cache::TwoLevelConfig {
+            url: "redis://127.0.0.1:1/".into(),
+            namespace: ns.clone(),
+            l1_capacity: 1_000,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let m = n.min(5_000);
+        let t0 = Instant::now();
+        for &k in keys.iter().take(m) {
+            let key = k.to_string();
+            down.get_with(&key, || async move { Ok(Some(k.to_le_bytes().to_vec())) })
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let down_us = t0.elapsed().as_secs_f64() * 1e6 / m as f64;
+        let dead = redis::Client::open("redis://127.0.0.1:1/").map_err(|e| e.to_string())?;
+        let t0 = Instant::now();
+        let mut failures = 0u64;
+        for _ in 0..m.min(500) {
+            let r = tokio::time::timeout(Duration::from_millis(100), dead.get_multiplexed_async_connection()).await;
+            if !matches!(r, Ok(Ok(_))) {
+                failures += 1;
+            }
+        }
+        let dead_us = t0.elapsed().as_secs_f64() * 1e6 / m.min(500) as f64;
+        Ok(vec![
+            Row::new("multi-level Zipf(0.99): L1 hit ratio (L1 = 10% of keys)", "%", Better::Higher)
+                .seed(94.0)
+                .peer("moka as L1, same capacity", moka_ratio)
+                .kuai(l1_ratio)
+                .param("requests", n as u64)
+                .note("seed: 94 % L1 hit ratio in its live-streaming service"),
+            Row::new("multi-level Zipf(0.99): mean get latency", "us", Better::Lower)
+                .peer("Redis only", redis_us)
+                .kuai(two_us)
+                .param("requests", n as u64),
+            Row::new("fail-open: mean get latency with Redis down", "us", Better::Lower)
+                .peer("Redis-only client, 100 ms timeout", dead_us)
+                .kuai(down_us)
+                .param("requests", m as u64)
+                .param("peer_failures", failures),
+        ])
+    });
+    match out {
+        Ok(rows) => rows.into_iter().for_each(|r| s.record(r)),
+        Err(e) => s.record(Row::new("multi-level L1 + Redis", "%", Better::Higher).error(e)),
+    }
+}
+
 fn main() {
     let mut s = Section::from_args(SECTION);
     let t0 = Instant::now();
@@ -409,6 +533,7 @@ fn main() {
     let t2 = Instant::now();
     memory_bound(&mut s);
     stampede(&mut s);
+    multi_level(&mut s);
     eprintln!(
         "cache section: hit ratios {:.1}s, throughput {:.1}s, total {:.1}s",
         (t1 - t0).as_secs_f64(),
