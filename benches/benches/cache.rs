@@ -127,7 +127,7 @@ fn hit_ratios(s: &mut Section) {
     let lirs = [5.0, 20.0, 50.0];
     let arc = [1.0, 5.0, 20.0];
     let files: [(&str, &str, &[f64], Option<usize>, Option<usize>); 6] = [
-        ("lirs/loop.trace.gz", "loop", &lirs, None, None),
+        ("lirs/loop.trace.gz", "loop", &lirs, Some(200_000), None),
         ("lirs/multi2.trace.gz", "multi2", &lirs, None, None),
         ("lirs/sprite.trace.gz", "sprite", &lirs, None, None),
         ("lirs/2_pools.trace.gz", "2_pools", &lirs, None, None),
@@ -154,7 +154,7 @@ fn hit_ratios(s: &mut Section) {
             ),
         }
     }
-    let len = s.pick(200_000, 2_000_000);
+    let len = s.pick(100_000, 1_000_000);
     for zipf_s in [0.9, 1.2] {
         let keys = trace::zipf(100_000, zipf_s, len, 42);
         hit_ratio_rows(s, &format!("Zipf({zipf_s}) over 100k keys"), &keys, &[1.0, 10.0], None);
@@ -245,8 +245,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn throughput(s: &mut Section) {
     const CAP: u64 = 100_000;
     let keys = trace::zipf(1_000_000, 0.99, 1 << 20, 7);
-    let ops = s.pick(300_000, 1_500_000);
-    let runs = s.pick(3, 5);
+    let ops = s.pick(200_000, 1_000_000);
+    let runs = 3;
     for (mix, write_every) in [("90/10", 10usize), ("50/50", 2)] {
         for threads in [1usize, 2] {
             let kuai: Box<dyn Bench> = match Cache::<u64, u64>::new(CAP) {
@@ -262,7 +262,7 @@ fn throughput(s: &mut Section) {
                 ("dashmap (no eviction)", Box::new(dashmap::DashMap::<u64, u64>::new()), ops),
             ];
             // Warm every cache with the key stream once.
-            for k in keys.iter().take(s.pick(100_000, 200_000)) {
+            for k in keys.iter().take(s.pick(30_000, 200_000)) {
                 kuai.put(*k, 0);
                 for (_, p, _) in &peers {
                     p.put(*k, 0);
@@ -306,7 +306,7 @@ fn throughput(s: &mut Section) {
 
 fn memory_bound(s: &mut Section) {
     const CAP: u64 = 50_000;
-    let n = s.pick(500_000u64, 2_000_000);
+    let n = s.pick(200_000u64, 1_000_000);
     let kuai = match Cache::<u64, Vec<u8>>::new(CAP) {
         Ok(c) => c,
         Err(e) => {
