@@ -1,6 +1,8 @@
 //! A quick single-process throughput probe (kuai vs quick_cache), Zipf keys.
 //!
 //! `cargo run --release -p kuai-cache --features trace --example throughput -- [threads] [keyspace] [write_every]`
+//!
+//! Environment: `POLICY=lru|fifo|tinylfu`, `SHARDS=n`, `KUAI_ONLY=1` (skip quick_cache).
 use std::time::Instant;
 
 use kuai_cache::{Cache, trace};

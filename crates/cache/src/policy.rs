@@ -149,7 +149,10 @@ impl PolicyState {
                 misses: 0,
                 sample,
                 prev_rate: 0.0,
-                step: -STEP_PERCENT * max as f64,
+                // Start by growing the window (Caffeine starts by shrinking):
+                // on the traces measured, recency-friendly workloads lose
+                // the most while the climber walks the wrong way first.
+                step: STEP_PERCENT * max as f64,
             },
             rng: seed | 1,
         };
