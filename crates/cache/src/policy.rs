@@ -56,6 +56,9 @@ pub(crate) struct PolicyLink {
     /// The queue's push counter when this entry was last pushed: how far
     /// from the tail it is, without walking the list.
     stamp: u32,
+    /// Hits in the window not yet added to the sketch (flushed when the
+    /// entry leaves the window): a window hit costs no sketch cache miss.
+    pending: u8,
     pub(crate) hash: u64,
 }
 
@@ -67,6 +70,7 @@ impl PolicyLink {
             queue: 0,
             weight,
             stamp: 0,
+            pending: 0,
             hash,
         }
     }
@@ -237,6 +241,12 @@ impl PolicyState {
                     // it drifts into the older half.
                     return;
                 }
+                if q == WINDOW {
+                    let p = &mut links[i as usize].pl_mut().pending;
+                    *p = p.saturating_add(1).min(15);
+                    self.touch(links, q as usize, i);
+                    return;
+                }
                 if let Some(s) = self.sketch.as_mut() {
                     s.increment(links[i as usize].pl().hash);
                 }
@@ -315,7 +325,14 @@ impl PolicyState {
             }
             let w = u64::from(links[h as usize].pl().weight);
             self.lists[WINDOW as usize].unlink(links, h, w);
-            links[h as usize].pl_mut().queue = PROBATION;
+            let link = links[h as usize].pl_mut();
+            let (pending, hash) = (std::mem::take(&mut link.pending), link.hash);
+            link.queue = PROBATION;
+            if let Some(s) = self.sketch.as_mut() {
+                for _ in 0..pending {
+                    s.increment(hash);
+                }
+            }
             self.push(links, PROBATION as usize, h, w);
             moved += 1;
         }
