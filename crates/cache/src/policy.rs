@@ -190,6 +190,18 @@ impl PolicyState {
     /// younger half of the queue: hot entries then cost no list surgery on
     /// a hit (no writes to their neighbours' cache lines), and the order of
     /// the older half, where victims come from, stays exact.
+    /// Adds the hits counted in entry `i` to the sketch.
+    #[inline]
+    fn flush_pending<N: PolicyNode>(&mut self, links: &mut [N], i: u32) {
+        let link = links[i as usize].pl_mut();
+        let (pending, hash) = (std::mem::take(&mut link.pending), link.hash);
+        if let Some(s) = self.sketch.as_mut() {
+            for _ in 0..pending {
+                s.increment(hash);
+            }
+        }
+    }
+
     #[inline(always)]
     fn is_young<N: PolicyNode>(&self, links: &[N], q: usize, i: u32) -> bool {
         let l = &self.lists[q];
@@ -234,19 +246,19 @@ impl PolicyState {
             Policy::TinyLfu => {
                 self.climber.hits = self.climber.hits.wrapping_add(1);
                 let q = links[i as usize].pl().queue;
-                if q == PROTECTED && self.is_young(links, q as usize, i) {
-                    // A hot entry in the young half of the protected queue is
-                    // nowhere near eviction: skip the sketch update and the
-                    // move (each is a cache miss). It is counted again once
-                    // it drifts into the older half.
-                    return;
-                }
-                if q == WINDOW {
+                if q == WINDOW || (q == PROTECTED && self.is_young(links, q as usize, i)) {
+                    // A window entry, or a hot entry in the young half of the
+                    // protected queue (nowhere near eviction): count the hit
+                    // in the node and flush it to the sketch when the entry
+                    // moves (each sketch update is a cache miss).
                     let p = &mut links[i as usize].pl_mut().pending;
                     *p = p.saturating_add(1).min(15);
-                    self.touch(links, q as usize, i);
+                    if q == WINDOW {
+                        self.touch(links, q as usize, i);
+                    }
                     return;
                 }
+                self.flush_pending(links, i);
                 if let Some(s) = self.sketch.as_mut() {
                     s.increment(links[i as usize].pl().hash);
                 }
@@ -309,6 +321,7 @@ impl PolicyState {
             }
             let w = u64::from(links[h as usize].pl().weight);
             self.lists[PROTECTED as usize].unlink(links, h, w);
+            self.flush_pending(links, h);
             links[h as usize].pl_mut().queue = PROBATION;
             self.push(links, PROBATION as usize, h, w);
         }
@@ -325,14 +338,8 @@ impl PolicyState {
             }
             let w = u64::from(links[h as usize].pl().weight);
             self.lists[WINDOW as usize].unlink(links, h, w);
-            let link = links[h as usize].pl_mut();
-            let (pending, hash) = (std::mem::take(&mut link.pending), link.hash);
-            link.queue = PROBATION;
-            if let Some(s) = self.sketch.as_mut() {
-                for _ in 0..pending {
-                    s.increment(hash);
-                }
-            }
+            self.flush_pending(links, h);
+            links[h as usize].pl_mut().queue = PROBATION;
             self.push(links, PROBATION as usize, h, w);
             moved += 1;
         }
