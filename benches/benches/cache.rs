@@ -132,7 +132,7 @@ fn hit_ratios(s: &mut Section) {
         ("lirs/sprite.trace.gz", "sprite", &lirs, None, None),
         ("lirs/2_pools.trace.gz", "2_pools", &lirs, None, None),
         ("arc/OLTP.lis.zst", "OLTP", &arc, Some(200_000), None),
-        ("arc/P3.lis.zst", "P3", &arc, None, Some(2_000_000)),
+        ("arc/P3.lis.zst", "P3", &arc, None, Some(1_000_000)),
     ];
     for (file, label, pcts, quick_limit, full_limit) in files {
         if quick && label == "P3" {
@@ -154,7 +154,7 @@ fn hit_ratios(s: &mut Section) {
             ),
         }
     }
-    let len = s.pick(100_000, 1_000_000);
+    let len = s.pick(100_000, 500_000);
     for zipf_s in [0.9, 1.2] {
         let keys = trace::zipf(100_000, zipf_s, len, 42);
         hit_ratio_rows(s, &format!("Zipf({zipf_s}) over 100k keys"), &keys, &[1.0, 10.0], None);
