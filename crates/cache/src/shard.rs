@@ -54,8 +54,6 @@ impl<K, V> PolicyNode for Node<K, V> {
 struct Entry<K, V> {
     key: K,
     value: V,
-    /// Deadline fixed at write time (TTL or per-entry expiry).
-    write_deadline: u64,
 }
 
 /// Where removed entries go: to the eviction listener (kept) or dropped.
@@ -186,10 +184,10 @@ where
                 return None;
             }
             if let Some(tti) = t.tti {
-                let wd = self.nodes[i as usize]
-                    .entry
-                    .as_ref()
-                    .map_or(NEVER, |e| e.write_deadline);
+                let wd = self
+                    .timers
+                    .get(i as usize)
+                    .map_or(NEVER, |t| t.write_deadline);
                 self.schedule(i, wd.min(now.saturating_add(tti)), now);
             }
         }
@@ -250,7 +248,6 @@ where
                 let old_w = self.nodes[i as usize].link.weight;
                 if let Some(e) = self.nodes[i as usize].entry.as_mut() {
                     let old = std::mem::replace(&mut e.value, value);
-                    e.write_deadline = write_deadline;
                     sink.push(key, old, RemovalCause::Replaced);
                 }
                 self.stats.removals[RemovalCause::Replaced.index()] += 1;
@@ -266,11 +263,7 @@ where
                         "more than 2^32 entries in one shard",
                     ));
                 }
-                let entry = Entry {
-                    key,
-                    value,
-                    write_deadline,
-                };
+                let entry = Entry { key, value };
                 let link = PolicyLink::new(hash, weight);
                 let i = match self.free.pop() {
                     Some(i) => {
@@ -301,6 +294,10 @@ where
             }
         };
         if let Some(now) = t.now {
+            self.wheel(now);
+            if let Some(tl) = self.timers.get_mut(i as usize) {
+                tl.write_deadline = write_deadline;
+            }
             self.schedule(i, expire, now);
             self.expire(now, sink);
         }

@@ -24,6 +24,10 @@ pub(crate) struct TimerLink {
     bucket: u32,
     /// When the entry expires (`u64::MAX`: never).
     pub(crate) deadline: u64,
+    /// The deadline fixed at write time (TTL or per-entry expiry), which
+    /// time-to-idle may not extend. Kept here, not in the slab node, so
+    /// caches without expiry do not pay for it.
+    pub(crate) write_deadline: u64,
 }
 
 impl TimerLink {
@@ -32,6 +36,7 @@ impl TimerLink {
         next: NIL,
         bucket: NIL,
         deadline: u64::MAX,
+        write_deadline: u64::MAX,
     };
 }
 
