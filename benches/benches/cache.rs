@@ -82,7 +82,7 @@ fn quick_ratio(keys: &[u64], cap: u64) -> f64 {
     ratio_of(hits, keys.len())
 }
 
-fn hit_ratio_rows(s: &mut Section, name: &str, keys: &[u64], pcts: &[f64], seed: Option<(f64, f64)>) {
+fn hit_ratio_rows(s: &mut Section, name: &str, keys: &[u64], pcts: &[f64]) {
     let footprint = trace::footprint(keys) as f64;
     for &pct in pcts {
         let cap = ((footprint * pct / 100.0).round() as u64).max(1);
@@ -98,16 +98,12 @@ fn hit_ratio_rows(s: &mut Section, name: &str, keys: &[u64], pcts: &[f64], seed:
             .copied()
             .fold(("none", f64::MIN), |a, b| if b.1 > a.1 { b } else { a });
         let exp = format!("hit ratio {name} @{pct}% of footprint");
-        let mut row = Row::new(format!("{exp}, vs best peer"), "%", Better::Higher)
+        let row = Row::new(format!("{exp}, vs best peer"), "%", Better::Higher)
             .peer(format!("best of moka/quick_cache/LRU ({best_name})"), best)
             .kuai(kuai)
             .param("capacity", cap)
             .param("requests", keys.len() as u64)
             .note("target: kuai ≥ best peer − 0.5 points");
-        if let Some((at, v)) = seed.filter(|(at, _)| (*at - pct).abs() < 1e-9) {
-            let _ = at;
-            row = row.seed(v);
-        }
         s.record(row);
         for (peer, v) in measured {
             s.record(
@@ -120,19 +116,28 @@ fn hit_ratio_rows(s: &mut Section, name: &str, keys: &[u64], pcts: &[f64], seed:
     }
 }
 
+/// (file, label, capacities as % of footprint, request limit quick, full)
+type TraceSpec = (
+    &'static str,
+    &'static str,
+    &'static [f64],
+    Option<usize>,
+    Option<usize>,
+);
+
 fn hit_ratios(s: &mut Section) {
     let dir = traces_dir();
     let quick = s.quick();
-    // (file, label, capacities as % of footprint, request limit in quick / full mode)
-    let lirs = [5.0, 20.0, 50.0];
-    let arc = [1.0, 5.0, 20.0];
-    let files: [(&str, &str, &[f64], Option<usize>, Option<usize>); 6] = [
-        ("lirs/loop.trace.gz", "loop", &lirs, Some(200_000), None),
-        ("lirs/multi2.trace.gz", "multi2", &lirs, None, None),
-        ("lirs/sprite.trace.gz", "sprite", &lirs, None, None),
-        ("lirs/2_pools.trace.gz", "2_pools", &lirs, None, None),
-        ("arc/OLTP.lis.zst", "OLTP", &arc, Some(200_000), None),
-        ("arc/P3.lis.zst", "P3", &arc, None, Some(1_000_000)),
+    const LIRS: [f64; 3] = [5.0, 20.0, 50.0];
+    const ARC: [f64; 3] = [1.0, 5.0, 20.0];
+    let (lirs, arc) = (&LIRS, &ARC);
+    let files: [TraceSpec; 6] = [
+        ("lirs/loop.trace.gz", "loop", lirs, Some(200_000), None),
+        ("lirs/multi2.trace.gz", "multi2", lirs, None, None),
+        ("lirs/sprite.trace.gz", "sprite", lirs, None, None),
+        ("lirs/2_pools.trace.gz", "2_pools", lirs, None, None),
+        ("arc/OLTP.lis.zst", "OLTP", arc, Some(200_000), None),
+        ("arc/P3.lis.zst", "P3", arc, None, Some(1_000_000)),
     ];
     for (file, label, pcts, quick_limit, full_limit) in files {
         if quick && label == "P3" {
@@ -146,7 +151,7 @@ fn hit_ratios(s: &mut Section) {
                     Some(n) if keys.len() >= n => format!("{label} (first {n})"),
                     _ => label.to_string(),
                 };
-                hit_ratio_rows(s, &name, &keys, pcts, None);
+                hit_ratio_rows(s, &name, &keys, pcts);
             }
             Err(e) => s.record(
                 Row::new(format!("hit ratio {label}"), "%", Better::Higher)
@@ -157,7 +162,12 @@ fn hit_ratios(s: &mut Section) {
     let len = s.pick(100_000, 500_000);
     for zipf_s in [0.9, 1.2] {
         let keys = trace::zipf(100_000, zipf_s, len, 42);
-        hit_ratio_rows(s, &format!("Zipf({zipf_s}) over 100k keys"), &keys, &[1.0, 10.0], None);
+        hit_ratio_rows(
+            s,
+            &format!("Zipf({zipf_s}) over 100k keys"),
+            &keys,
+            &[1.0, 10.0],
+        );
     }
 }
 
@@ -257,9 +267,21 @@ fn throughput(s: &mut Section) {
                 }
             };
             let peers: Vec<(&str, Box<dyn Bench>, usize)> = vec![
-                ("quick_cache", Box::new(quick_cache::sync::Cache::<u64, u64>::new(CAP as usize)), ops),
-                ("moka", Box::new(moka::sync::Cache::<u64, u64>::new(CAP)), ops / 20),
-                ("dashmap (no eviction)", Box::new(dashmap::DashMap::<u64, u64>::new()), ops),
+                (
+                    "quick_cache",
+                    Box::new(quick_cache::sync::Cache::<u64, u64>::new(CAP as usize)),
+                    ops,
+                ),
+                (
+                    "moka",
+                    Box::new(moka::sync::Cache::<u64, u64>::new(CAP)),
+                    ops / 20,
+                ),
+                (
+                    "dashmap (no eviction)",
+                    Box::new(dashmap::DashMap::<u64, u64>::new()),
+                    ops,
+                ),
             ];
             // Warm every cache with the key stream once.
             for k in keys.iter().take(s.pick(30_000, 200_000)) {
@@ -325,12 +347,16 @@ fn memory_bound(s: &mut Section) {
         }
     }
     s.record(
-        Row::new("peak entries under write-only load (cap 50k)", "entries", Better::Lower)
-            .peer("moka", moka_peak as f64)
-            .kuai(kuai_peak as f64)
-            .param("capacity", CAP)
-            .param("inserts", n)
-            .note("kuai must stay ≤ capacity at every instant"),
+        Row::new(
+            "peak entries under write-only load (cap 50k)",
+            "entries",
+            Better::Lower,
+        )
+        .peer("moka", moka_peak as f64)
+        .kuai(kuai_peak as f64)
+        .param("capacity", CAP)
+        .param("inserts", n)
+        .note("kuai must stay ≤ capacity at every instant"),
     );
 }
 
@@ -367,7 +393,9 @@ fn stampede(s: &mut Section) {
             }));
         }
         for t in tasks {
-            t.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+            t.await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
         }
         // The naive pattern: check, miss, load, set — every concurrent miss loads.
         let naive = Arc::new(dashmap::DashMap::<u64, u64>::new());
@@ -387,14 +415,21 @@ fn stampede(s: &mut Section) {
         for t in tasks {
             t.await.map_err(|e| e.to_string())?;
         }
-        Ok((kuai_loads.load(Ordering::Relaxed), naive_loads.load(Ordering::Relaxed)))
+        Ok((
+            kuai_loads.load(Ordering::Relaxed),
+            naive_loads.load(Ordering::Relaxed),
+        ))
     });
     match result {
         Ok((k, n)) => s.record(
-            Row::new("stampede: 1,000 concurrent misses on one key", "source loads", Better::Lower)
-                .peer("naive cache-aside", n as f64)
-                .kuai(k as f64)
-                .note("target: exactly 1 load"),
+            Row::new(
+                "stampede: 1,000 concurrent misses on one key",
+                "source loads",
+                Better::Lower,
+            )
+            .peer("naive cache-aside", n as f64)
+            .kuai(k as f64)
+            .note("target: exactly 1 load"),
         ),
         Err(e) => s.record(Row::new("stampede", "source loads", Better::Lower).error(e)),
     }
@@ -494,28 +529,44 @@ fn multi_level(s: &mut Section) {
         let t0 = Instant::now();
         let mut failures = 0u64;
         for _ in 0..m.min(500) {
-            let r = tokio::time::timeout(Duration::from_millis(100), dead.get_multiplexed_async_connection()).await;
+            let r = tokio::time::timeout(
+                Duration::from_millis(100),
+                dead.get_multiplexed_async_connection(),
+            )
+            .await;
             if !matches!(r, Ok(Ok(_))) {
                 failures += 1;
             }
         }
         let dead_us = t0.elapsed().as_secs_f64() * 1e6 / m.min(500) as f64;
         Ok(vec![
-            Row::new("multi-level Zipf(0.99): L1 hit ratio (L1 = 10% of keys)", "%", Better::Higher)
-                .seed(94.0)
-                .peer("moka as L1, same capacity", moka_ratio)
-                .kuai(l1_ratio)
-                .param("requests", n as u64)
-                .note("seed: 94 % L1 hit ratio in its live-streaming service"),
-            Row::new("multi-level Zipf(0.99): mean get latency", "us", Better::Lower)
-                .peer("Redis only", redis_us)
-                .kuai(two_us)
-                .param("requests", n as u64),
-            Row::new("fail-open: mean get latency with Redis down", "us", Better::Lower)
-                .peer("Redis-only client, 100 ms timeout", dead_us)
-                .kuai(down_us)
-                .param("requests", m as u64)
-                .param("peer_failures", failures),
+            Row::new(
+                "multi-level Zipf(0.99): L1 hit ratio (L1 = 10% of keys)",
+                "%",
+                Better::Higher,
+            )
+            .seed(94.0)
+            .peer("moka as L1, same capacity", moka_ratio)
+            .kuai(l1_ratio)
+            .param("requests", n as u64)
+            .note("seed: 94 % L1 hit ratio in its live-streaming service"),
+            Row::new(
+                "multi-level Zipf(0.99): mean get latency",
+                "us",
+                Better::Lower,
+            )
+            .peer("Redis only", redis_us)
+            .kuai(two_us)
+            .param("requests", n as u64),
+            Row::new(
+                "fail-open: mean get latency with Redis down",
+                "us",
+                Better::Lower,
+            )
+            .peer("Redis-only client, 100 ms timeout", dead_us)
+            .kuai(down_us)
+            .param("requests", m as u64)
+            .param("peer_failures", failures),
         ])
     });
     match out {
