@@ -12,9 +12,11 @@
 //! Writes go to the source first (if any), then delete the L2 key and
 //! publish the key on the invalidation channel; every instance (this one
 //! included) drops it from its L1. Fills from the source take an L1 lease,
-//! so a fill that raced with an invalidation is not cached in L1; in L2 the
-//! fill uses `SET … NX`, so it never overwrites a value written meanwhile,
-//! and the L2 TTL bounds how long any stale L2 value can live.
+//! so a fill that raced with an invalidation is not cached in L1; in L2 every
+//! write and invalidation bumps a per-key version, and a fill is a Lua script
+//! that writes only if the version it read before going to the source is
+//! still current (and the key absent), so a slow reader in any process cannot
+//! re-insert a value that a writer has just replaced.
 
 use std::fmt;
 use std::future::Future;
@@ -28,6 +30,32 @@ use redis::aio::MultiplexedConnection;
 
 use crate::cache::{Cache, check_duration};
 use crate::error::CacheError;
+
+/// Fill `KEYS[1]` with `ARGV[2]` (TTL `ARGV[3]` ms) only if the version
+/// `KEYS[2]` still equals `ARGV[1]` (empty: no version) and the key is absent.
+const FILL_IF_VERSION: &str = r"
+local v = redis.call('GET', KEYS[2])
+if (v == false and ARGV[1] == '') or v == ARGV[1] then
+  return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3], 'NX')
+end
+return false
+";
+
+/// Write `KEYS[1]` and bump its version `KEYS[2]` (kept as long as values).
+const WRITE_AND_BUMP: &str = r"
+redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+";
+
+/// Delete `KEYS[1]` and bump its version `KEYS[2]`.
+const DELETE_AND_BUMP: &str = r"
+redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[1])
+return 1
+";
 
 fn l2_error(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> CacheError {
     CacheError::Backend(kuai_core::Error::backend(format!("redis {what}"), e))
@@ -84,6 +112,8 @@ pub struct TwoLevelStats {
     pub l2_skipped: u64,
     /// Invalidations received over pub/sub.
     pub invalidations_received: u64,
+    /// L2 fills refused because the key's version moved (a stale read).
+    pub stale_fills: u64,
 }
 
 #[derive(Default)]
@@ -94,6 +124,7 @@ struct Counters {
     l2_errors: AtomicU64,
     l2_skipped: AtomicU64,
     invalidations: AtomicU64,
+    stale_fills: AtomicU64,
 }
 
 /// The circuit breaker: closed → open after `threshold` consecutive
@@ -299,8 +330,15 @@ impl TwoLevelCache {
         }
     }
 
+    fn version_key(&self, key: &str) -> String {
+        format!("{}:ver:{key}", self.inner.cfg.namespace)
+    }
+
     /// Reads `key`, loading it from `source` on a miss of both levels and
-    /// filling both (L1 through a lease, L2 with `SET NX`).
+    /// filling both: L1 through a lease, L2 through a version check (the key's
+    /// version is read before the source, and the fill is refused if a write
+    /// or an invalidation bumped it meanwhile — a lease kept in Redis, so it
+    /// holds across processes).
     pub async fn get_with<F, Fut>(
         &self,
         key: &str,
@@ -314,6 +352,15 @@ impl TwoLevelCache {
             return Ok(Some(v));
         }
         let lease = self.inner.l1.lease(key.to_string());
+        let vk = self.version_key(key);
+        let vk2 = vk.clone();
+        let version: Option<String> = self
+            .l2("GET version", |mut c| async move {
+                redis::cmd("GET").arg(&vk2).query_async(&mut c).await
+            })
+            .await
+            .ok()
+            .flatten();
         self.inner
             .counters
             .source_loads
@@ -325,18 +372,26 @@ impl TwoLevelCache {
         let k = self.l2_key(key);
         let ttl = u64::try_from(self.inner.cfg.l2_ttl.as_millis()).unwrap_or(u64::MAX);
         let val = Arc::clone(&v);
-        let _: Result<Option<String>, _> = self
-            .l2("SET NX", |mut c| async move {
-                redis::cmd("SET")
+        let filled: Result<Option<String>, _> = self
+            .l2("versioned fill", |mut c| async move {
+                redis::cmd("EVAL")
+                    .arg(FILL_IF_VERSION)
+                    .arg(2)
                     .arg(&k)
+                    .arg(&vk)
+                    .arg(version.unwrap_or_default())
                     .arg(&*val)
-                    .arg("PX")
                     .arg(ttl)
-                    .arg("NX")
                     .query_async(&mut c)
                     .await
             })
             .await;
+        if let Ok(None) = filled {
+            self.inner
+                .counters
+                .stale_fills
+                .fetch_add(1, Ordering::Relaxed);
+        }
         let _ = self.inner.l1.fill(lease, Arc::clone(&v), None);
         Ok(Some(v))
     }
@@ -349,12 +404,15 @@ impl TwoLevelCache {
         let k = self.l2_key(key);
         let ttl = u64::try_from(self.inner.cfg.l2_ttl.as_millis()).unwrap_or(u64::MAX);
         let val = Arc::clone(&v);
+        let vk = self.version_key(key);
         let r: Result<(), _> = self
             .l2("SET", |mut c| async move {
-                redis::cmd("SET")
+                redis::cmd("EVAL")
+                    .arg(WRITE_AND_BUMP)
+                    .arg(2)
                     .arg(&k)
+                    .arg(&vk)
                     .arg(&*val)
-                    .arg("PX")
                     .arg(ttl)
                     .query_async(&mut c)
                     .await
@@ -370,9 +428,18 @@ impl TwoLevelCache {
     pub async fn invalidate(&self, key: &str) -> Result<(), CacheError> {
         self.inner.l1.invalidate(key);
         let k = self.l2_key(key);
+        let vk = self.version_key(key);
+        let ttl = u64::try_from(self.inner.cfg.l2_ttl.as_millis()).unwrap_or(u64::MAX);
         let r: Result<(), _> = self
             .l2("DEL", |mut c| async move {
-                redis::cmd("DEL").arg(&k).query_async(&mut c).await
+                redis::cmd("EVAL")
+                    .arg(DELETE_AND_BUMP)
+                    .arg(2)
+                    .arg(&k)
+                    .arg(&vk)
+                    .arg(ttl)
+                    .query_async(&mut c)
+                    .await
             })
             .await;
         self.broadcast(key).await;
@@ -439,6 +506,7 @@ impl TwoLevelCache {
             l2_errors: c.l2_errors.load(Ordering::Relaxed),
             l2_skipped: c.l2_skipped.load(Ordering::Relaxed),
             invalidations_received: c.invalidations.load(Ordering::Relaxed),
+            stale_fills: c.stale_fills.load(Ordering::Relaxed),
         }
     }
 

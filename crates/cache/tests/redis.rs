@@ -155,3 +155,41 @@ async fn fails_open_and_opens_the_breaker_when_redis_is_unreachable() {
         "a write reports the L2 failure"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_in_another_process_cannot_refill_a_stale_value() {
+    require_redis().await;
+    let ns = unique("lease");
+    let reader = TwoLevelCache::new(cfg(&ns)).await.expect("config");
+    let writer = TwoLevelCache::new(cfg(&ns)).await.expect("config");
+    // The reader misses, reads the old value from the source... and while it
+    // is reading, the writer updates the source and invalidates the key.
+    let w = writer.clone();
+    let v = reader
+        .get_with("k", || async move {
+            w.invalidate("k").await.map_err(kuai_core::Error::from)?;
+            Ok(Some(b"old".to_vec()))
+        })
+        .await
+        .expect("served");
+    assert_eq!(
+        v.as_deref(),
+        Some(&b"old"[..]),
+        "the reader still gets its answer"
+    );
+    assert_eq!(
+        reader.stats().stale_fills,
+        1,
+        "but L2 refused the stale fill"
+    );
+    let fresh = TwoLevelCache::new(cfg(&ns)).await.expect("config");
+    assert_eq!(fresh.get("k").await, None, "no stale value in L2");
+    assert_eq!(reader.l1().peek("k"), None, "nor in the reader's L1");
+    // A fill with no concurrent write succeeds.
+    let v = fresh
+        .get_with("k", || async { Ok(Some(b"new".to_vec())) })
+        .await
+        .expect("ok");
+    assert_eq!(v.as_deref(), Some(&b"new"[..]));
+    assert_eq!(writer.get("k").await.as_deref(), Some(&b"new"[..]));
+}
