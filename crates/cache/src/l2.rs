@@ -387,12 +387,16 @@ impl TwoLevelCache {
             })
             .await;
         if let Ok(None) = filled {
+            // Stale: the key moved in L2 while we read the source. Serve the
+            // answer, cache it nowhere.
             self.inner
                 .counters
                 .stale_fills
                 .fetch_add(1, Ordering::Relaxed);
+        } else {
+            // Filled in L2, or L2 unavailable (fail-open: L1 only).
+            let _ = self.inner.l1.fill(lease, Arc::clone(&v), None);
         }
-        let _ = self.inner.l1.fill(lease, Arc::clone(&v), None);
         Ok(Some(v))
     }
 
