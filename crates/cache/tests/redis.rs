@@ -193,3 +193,36 @@ async fn a_slow_reader_in_another_process_cannot_refill_a_stale_value() {
     assert_eq!(v.as_deref(), Some(&b"new"[..]));
     assert_eq!(writer.get("k").await.as_deref(), Some(&b"new"[..]));
 }
+
+/// A "server" that answers every request with half a reply and hangs up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_disconnecting_mid_reply_is_a_counted_error() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let _ = sock.read(&mut buf).await;
+                let _ = sock.write_all(b"$10\r\nabc").await;
+                // dropped: connection closed mid-bulk-string
+            });
+        }
+    });
+    let c = TwoLevelCache::new(TwoLevelConfig {
+        url: format!("redis://127.0.0.1:{port}/"),
+        ..cfg(&unique("midreply"))
+    })
+    .await
+    .expect("config");
+    assert_eq!(c.get("k").await, None);
+    let v = c
+        .get_with("k", || async { Ok(Some(b"from source".to_vec())) })
+        .await
+        .expect("fail-open: served from the source");
+    assert_eq!(v.as_deref(), Some(&b"from source"[..]));
+    assert!(c.stats().l2_errors >= 2, "{:?}", c.stats());
+}
