@@ -1,7 +1,7 @@
+#![cfg(kuai_loom)]
 //! loom models of the cache's concurrency: leases against writes, and two
 //! writers on one shard. Run with
 //! `RUSTFLAGS="--cfg kuai_loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p kuai-cache --test loom --release`.
-#![cfg(kuai_loom)]
 
 use std::sync::Arc;
 
