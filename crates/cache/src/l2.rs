@@ -188,6 +188,9 @@ struct Inner {
     /// Tags this instance's broadcasts so it skips its own.
     id: u64,
     subscriber: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Per-key load locks: concurrent misses of one key in this process
+    /// make one source load (the others wait, then read L1).
+    loading: Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// L1 in-process + L2 Redis, fail-open.
@@ -238,6 +241,7 @@ impl TwoLevelCache {
             channel,
             id: crate::hashing::FastHashBuilder::new().hash_one(0u64),
             subscriber: Mutex::new(None),
+            loading: Mutex::new(std::collections::HashMap::new()),
         });
         let this = TwoLevelCache { inner };
         let task = tokio::spawn(Self::subscribe_loop(Arc::downgrade(&this.inner)));
@@ -351,6 +355,50 @@ impl TwoLevelCache {
         if let Some(v) = self.get(key).await {
             return Ok(Some(v));
         }
+        // Single-flight within this process: the first miss loads, the
+        // others wait for it and then find the value in L1.
+        let gate = {
+            let mut loading = self
+                .inner
+                .loading
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(loading.entry(key.to_string()).or_default())
+        };
+        let result = {
+            let _turn = gate.lock().await;
+            match self.inner.l1.get(key) {
+                Some(v) => {
+                    self.inner.counters.l1_hits.fetch_add(1, Ordering::Relaxed);
+                    Ok(Some(v))
+                }
+                None => self.load_and_fill(key, source).await,
+            }
+        };
+        {
+            let mut loading = self
+                .inner
+                .loading
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            // Drop the gate once nobody else holds or waits on it.
+            if loading.get(key).is_some_and(|g| Arc::strong_count(g) <= 2) {
+                loading.remove(key);
+            }
+        }
+        drop(gate);
+        result
+    }
+
+    async fn load_and_fill<F, Fut>(
+        &self,
+        key: &str,
+        source: F,
+    ) -> Result<Option<Arc<[u8]>>, CacheError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = kuai_core::Result<Option<Vec<u8>>>>,
+    {
         let lease = self.inner.l1.lease(key.to_string());
         let vk = self.version_key(key);
         let vk2 = vk.clone();

@@ -226,3 +226,30 @@ async fn a_server_disconnecting_mid_reply_is_a_counted_error() {
     assert_eq!(v.as_deref(), Some(&b"from source"[..]));
     assert!(c.stats().l2_errors >= 2, "{:?}", c.stats());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_of_one_key_load_once() {
+    require_redis().await;
+    let c = TwoLevelCache::new(cfg(&unique("flight")))
+        .await
+        .expect("config");
+    let loads = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let c = c.clone();
+        let l = Arc::clone(&loads);
+        tasks.push(tokio::spawn(async move {
+            c.get_with("hot", || async move {
+                l.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok(Some(b"v".to_vec()))
+            })
+            .await
+        }));
+    }
+    for t in tasks {
+        let v = t.await.expect("join").expect("served");
+        assert_eq!(v.as_deref(), Some(&b"v"[..]));
+    }
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+}
