@@ -16,7 +16,7 @@ use kuai::core::Clock;
 
 use crate::aof::Aof;
 use crate::glob;
-use crate::keyspace::{KeyHash, Keyspace, Shard};
+use crate::keyspace::{ENTRY_OVERHEAD, EvictionPolicy, KeyHash, Keyspace, Shard};
 use crate::reply::{Protocol, ReplyBuf};
 use crate::resp::{Limits, parse_i64};
 use crate::slot::key_slot;
@@ -122,7 +122,84 @@ pub struct Db {
     pub settings: DbSettings,
     /// Counters.
     pub stats: ServerStats,
+    /// kuai-cache as the eviction policy under `maxmemory` with
+    /// `allkeys-lru` / `allkeys-lfu`.
+    pub eviction: Option<EvictionIndex>,
     started: std::time::Instant,
+}
+
+/// A weight-bounded `kuai_cache::Cache` mirroring the keyspace's keys and
+/// sizes: it decides which keys to evict (LRU or LFU over the real access
+/// stream), the keyspace deletes them.
+pub struct EvictionIndex {
+    cache: kuai::cache::Cache<Bytes, u32>,
+    evicted: Arc<parking_lot::Mutex<Vec<Bytes>>>,
+    policy: kuai::cache::Policy,
+}
+
+impl std::fmt::Debug for EvictionIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EvictionIndex")
+            .field("policy", &self.policy)
+            .field("entries", &self.cache.entry_count())
+            .field("weight", &self.cache.weighted_size())
+            .finish()
+    }
+}
+
+impl EvictionIndex {
+    /// An index bounded to `maxmemory` bytes of keys and values, evicting by
+    /// `policy` (`allkeys-lru` → LRU, `allkeys-lfu` → LFU).
+    pub fn new(maxmemory: usize, policy: EvictionPolicy) -> Result<Self, String> {
+        let p = match policy {
+            EvictionPolicy::AllKeysLru => kuai::cache::Policy::Lru,
+            EvictionPolicy::AllKeysLfu => kuai::cache::Policy::Lfu,
+            other => return Err(format!("{} is not served by kuai-cache", other.name())),
+        };
+        let evicted = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let sink = evicted.clone();
+        let cache = kuai::cache::Cache::<Bytes, u32>::builder()
+            .max_weight(maxmemory as u64, |k: &Bytes, v: &u32| {
+                (k.len() + *v as usize + ENTRY_OVERHEAD).min(u32::MAX as usize) as u32
+            })
+            .policy(p)
+            .shards(1)
+            .eviction_listener(move |k: &Bytes, _: &u32, cause| {
+                if cause == kuai::cache::RemovalCause::Size {
+                    sink.lock().push(k.clone());
+                }
+            })
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(EvictionIndex {
+            cache,
+            evicted,
+            policy: p,
+        })
+    }
+
+    /// Bytes of keys and values the index accounts for.
+    pub fn weighted_size(&self) -> u64 {
+        self.cache.weighted_size()
+    }
+
+    /// Keys the index tracks.
+    pub fn entry_count(&self) -> u64 {
+        self.cache.entry_count()
+    }
+}
+
+/// Which arguments of `cmd` are keys: `(first, end, step)`.
+fn key_span(cmd: Cmd, argc: usize) -> Option<(usize, usize, usize)> {
+    use Cmd::*;
+    match cmd {
+        Mset | Msetnx => Some((1, argc, 2)),
+        Mget | Del | Unlink | Exists | Touch => Some((1, argc, 1)),
+        Rename | Renamenx => Some((1, 3, 1)),
+        Ping | Echo | Hello | Auth | Quit | Select | Command | Info | Dbsize | Flushdb
+        | Flushall | Cluster | Config | Client | Lastsave | Time | Keys | Scan | Randomkey => None,
+        _ => Some((1, 2.min(argc), 1)),
+    }
 }
 
 /// Compares two byte strings in time independent of where they differ.
@@ -384,6 +461,7 @@ impl Db {
             clock,
             settings,
             stats: ServerStats::default(),
+            eviction: None,
             started: std::time::Instant::now(),
         }
     }
@@ -462,291 +540,340 @@ impl Db {
             out.error("NOAUTH Authentication required.");
             return Flow::Continue;
         }
-        if flags & F_DENYOOM != 0 && self.ks.maxmemory() != 0 && !self.ks.make_room() {
+        if flags & F_DENYOOM != 0
+            && self.ks.maxmemory() != 0
+            && self.eviction.is_none()
+            && !self.ks.make_room()
+        {
             out.error(E_OOM);
             return Flow::Continue;
         }
         if flags & F_WRITE != 0 {
             sess.wrote = true;
         }
-        match cmd {
-            Cmd::Get => self.get(args, out, now_ms),
-            Cmd::Set => self.set(args, out, now_ms),
-            Cmd::Incr => self.incr_by(args[1], 1, out, now_ms),
-            Cmd::Decr => self.incr_by(args[1], -1, out, now_ms),
-            Cmd::Incrby | Cmd::Decrby => match parse_i64(args[2]) {
-                None => out.error(E_NOT_INT),
-                Some(n) if cmd == Cmd::Decrby => match n.checked_neg() {
-                    Some(n) => self.incr_by(args[1], n, out, now_ms),
-                    None => out.error("ERR decrement would overflow"),
-                },
-                Some(n) => self.incr_by(args[1], n, out, now_ms),
-            },
-            Cmd::Incrbyfloat => self.incrbyfloat(args, out, now_ms),
-            Cmd::Mset | Cmd::Msetnx => self.mset(args, cmd == Cmd::Msetnx, name, out, now_ms),
-            Cmd::Mget => {
-                out.array_len(args.len() - 1);
-                for k in &args[1..] {
-                    self.with_key(k, |s, h| match s.get(h, k, now_ms) {
-                        Some(e) => {
-                            self.ks.touch(e);
-                            e.reply_value(out)
-                        }
-                        None => out.null(),
-                    });
-                }
-            }
-            Cmd::Ping => match args.len() {
-                1 => out.simple("PONG"),
-                2 => out.bulk(args[1]),
-                _ => wrong_arity(out, name),
-            },
-            Cmd::Echo => out.bulk(args[1]),
-            Cmd::Del | Cmd::Unlink => {
-                let mut n = 0;
-                for k in &args[1..] {
-                    self.with_key(k, |s, h| {
-                        if s.remove(h, k, now_ms).is_some() {
-                            n += 1;
-                            self.log(&[b"DEL", k]);
-                        }
-                    });
-                }
-                out.integer(n);
-            }
-            Cmd::Exists | Cmd::Touch => {
-                let mut n = 0;
-                for k in &args[1..] {
-                    self.with_key(k, |s, h| {
-                        if let Some(e) = s.get_quiet(h, k, now_ms) {
-                            n += 1;
-                            self.ks.touch(e);
-                        }
-                    });
-                }
-                out.integer(n);
-            }
-            Cmd::Setnx => {
-                let done = self.with_key(args[1], |s, h| {
-                    if s.get_quiet(h, args[1], now_ms).is_some() {
-                        return false;
-                    }
-                    s.set(h, args[1], args[2], Some(0), now_ms);
-                    self.log_set(args[1], args[2], 0);
-                    true
-                });
-                out.integer(i64::from(done));
-            }
-            Cmd::Setex | Cmd::Psetex => {
-                let Some(exp) = parse_expire(args[2], cmd == Cmd::Setex, false, now_ms, name, out)
-                else {
-                    return Flow::Continue;
-                };
-                self.store(args[1], args[3], Some(exp.at as u64), now_ms);
-                out.ok();
-            }
-            Cmd::Getset => {
-                let old = self.with_key(args[1], |s, h| {
-                    let old = s.get_quiet(h, args[1], now_ms).map(|e| e.value_bytes());
-                    s.set(h, args[1], args[2], Some(0), now_ms);
-                    self.log_set(args[1], args[2], 0);
-                    old
-                });
-                match old {
-                    Some(v) => out.bulk_bytes(&v),
-                    None => out.null(),
-                }
-            }
-            Cmd::Getdel => {
-                let old = self.with_key(args[1], |s, h| {
-                    let e = s.remove(h, args[1], now_ms);
-                    if e.is_some() {
-                        self.log(&[b"DEL", args[1]]);
-                    }
-                    e
-                });
-                match old {
-                    Some(e) => e.reply_value(out),
-                    None => out.null(),
-                }
-            }
-            Cmd::Getex => self.getex(args, out, now_ms),
-            Cmd::Expire | Cmd::Pexpire | Cmd::Expireat | Cmd::Pexpireat => {
-                let seconds = matches!(cmd, Cmd::Expire | Cmd::Expireat);
-                let base = if matches!(cmd, Cmd::Expire | Cmd::Pexpire) {
-                    now_ms as i64
-                } else {
-                    0
-                };
-                self.expire(args, seconds, base, name, out, now_ms);
-            }
-            Cmd::Expiretime | Cmd::Pexpiretime | Cmd::Ttl | Cmd::Pttl => {
-                let at = self.with_key(args[1], |s, h| {
-                    s.get_quiet(h, args[1], now_ms).map(|e| e.expire_at)
-                });
-                let v = match at {
-                    None => -2,
-                    Some(0) => -1,
-                    Some(t) => match cmd {
-                        Cmd::Expiretime => (t as i64 + 500) / 1000,
-                        Cmd::Pexpiretime => t as i64,
-                        Cmd::Ttl => ((t - now_ms.min(t)) as i64 + 500) / 1000,
-                        _ => (t - now_ms.min(t)) as i64,
+        #[allow(clippy::redundant_closure_call)]
+        let flow = (|| -> Flow {
+            match cmd {
+                Cmd::Get => self.get(args, out, now_ms),
+                Cmd::Set => self.set(args, out, now_ms),
+                Cmd::Incr => self.incr_by(args[1], 1, out, now_ms),
+                Cmd::Decr => self.incr_by(args[1], -1, out, now_ms),
+                Cmd::Incrby | Cmd::Decrby => match parse_i64(args[2]) {
+                    None => out.error(E_NOT_INT),
+                    Some(n) if cmd == Cmd::Decrby => match n.checked_neg() {
+                        Some(n) => self.incr_by(args[1], n, out, now_ms),
+                        None => out.error("ERR decrement would overflow"),
                     },
-                };
-                out.integer(v);
-            }
-            Cmd::Persist => {
-                let done = self.with_key(args[1], |s, h| {
-                    let has = s
-                        .get_quiet(h, args[1], now_ms)
-                        .is_some_and(|e| e.expire_at != 0);
-                    if has {
-                        s.set_expire(h, args[1], 0, now_ms);
-                        self.log(&[b"PERSIST", args[1]]);
+                    Some(n) => self.incr_by(args[1], n, out, now_ms),
+                },
+                Cmd::Incrbyfloat => self.incrbyfloat(args, out, now_ms),
+                Cmd::Mset | Cmd::Msetnx => self.mset(args, cmd == Cmd::Msetnx, name, out, now_ms),
+                Cmd::Mget => {
+                    out.array_len(args.len() - 1);
+                    for k in &args[1..] {
+                        self.with_key(k, |s, h| match s.get(h, k, now_ms) {
+                            Some(e) => {
+                                self.ks.touch(e);
+                                e.reply_value(out)
+                            }
+                            None => out.null(),
+                        });
                     }
-                    has
-                });
-                out.integer(i64::from(done));
-            }
-            Cmd::Type => {
-                let found =
-                    self.with_key(args[1], |s, h| s.get_quiet(h, args[1], now_ms).is_some());
-                out.simple(if found { "string" } else { "none" });
-            }
-            Cmd::Append => {
-                let r = self.with_key(args[1], |s, h| {
-                    let max = self.settings.limits.max_bulk_len;
-                    if let Some(e) = s.get_quiet(h, args[1], now_ms) {
-                        let old_len = e.value().len();
-                        let new_len = old_len + args[2].len();
-                        if new_len > max {
-                            return Err(E_TOO_BIG);
+                }
+                Cmd::Ping => match args.len() {
+                    1 => out.simple("PONG"),
+                    2 => out.bulk(args[1]),
+                    _ => wrong_arity(out, name),
+                },
+                Cmd::Echo => out.bulk(args[1]),
+                Cmd::Del | Cmd::Unlink => {
+                    let mut n = 0;
+                    for k in &args[1..] {
+                        self.with_key(k, |s, h| {
+                            if s.remove(h, k, now_ms).is_some() {
+                                n += 1;
+                                self.log(&[b"DEL", k]);
+                            }
+                        });
+                    }
+                    out.integer(n);
+                }
+                Cmd::Exists | Cmd::Touch => {
+                    let mut n = 0;
+                    for k in &args[1..] {
+                        self.with_key(k, |s, h| {
+                            if let Some(e) = s.get_quiet(h, k, now_ms) {
+                                n += 1;
+                                self.ks.touch(e);
+                            }
+                        });
+                    }
+                    out.integer(n);
+                }
+                Cmd::Setnx => {
+                    let done = self.with_key(args[1], |s, h| {
+                        if s.get_quiet(h, args[1], now_ms).is_some() {
+                            return false;
                         }
-                        let mut v = Vec::with_capacity(new_len);
-                        v.extend_from_slice(e.value());
-                        v.extend_from_slice(args[2]);
-                        e.set_value(&v);
-                        s.resized(old_len, new_len);
-                        self.log(&[b"APPEND", args[1], args[2]]);
-                        Ok(new_len)
-                    } else {
                         s.set(h, args[1], args[2], Some(0), now_ms);
-                        self.log(&[b"APPEND", args[1], args[2]]);
-                        Ok(args[2].len())
-                    }
-                });
-                match r {
-                    Ok(n) => out.integer(n as i64),
-                    Err(e) => out.error(e),
+                        self.log_set(args[1], args[2], 0);
+                        true
+                    });
+                    out.integer(i64::from(done));
                 }
-            }
-            Cmd::Strlen => {
-                let n = self.with_key(args[1], |s, h| {
-                    s.get_quiet(h, args[1], now_ms)
-                        .map_or(0, |e| e.value().len())
-                });
-                out.integer(n as i64);
-            }
-            Cmd::Getrange | Cmd::Substr => {
-                let (Some(start), Some(end)) = (parse_i64(args[2]), parse_i64(args[3])) else {
-                    out.error(E_NOT_INT);
-                    return Flow::Continue;
-                };
-                let v = self.with_key(args[1], |s, h| {
-                    s.get_quiet(h, args[1], now_ms).map(|e| e.value_bytes())
-                });
-                let v = v.unwrap_or_default();
-                out.bulk(getrange(&v, start, end));
-            }
-            Cmd::Setrange => self.setrange(args, out, now_ms),
-            Cmd::Keys => {
-                let mut keys = Vec::new();
-                let all = args[1] == b"*";
-                for i in 0..self.ks.shard_count() {
-                    let s = self.ks.lock(i);
-                    for e in s.live_entries(now_ms) {
-                        if all || glob::matches(args[1], e.key()) {
-                            keys.push(Bytes::copy_from_slice(e.key()));
+                Cmd::Setex | Cmd::Psetex => {
+                    let Some(exp) =
+                        parse_expire(args[2], cmd == Cmd::Setex, false, now_ms, name, out)
+                    else {
+                        return Flow::Continue;
+                    };
+                    self.store(args[1], args[3], Some(exp.at as u64), now_ms);
+                    out.ok();
+                }
+                Cmd::Getset => {
+                    let old = self.with_key(args[1], |s, h| {
+                        let old = s.get_quiet(h, args[1], now_ms).map(|e| e.value_bytes());
+                        s.set(h, args[1], args[2], Some(0), now_ms);
+                        self.log_set(args[1], args[2], 0);
+                        old
+                    });
+                    match old {
+                        Some(v) => out.bulk_bytes(&v),
+                        None => out.null(),
+                    }
+                }
+                Cmd::Getdel => {
+                    let old = self.with_key(args[1], |s, h| {
+                        let e = s.remove(h, args[1], now_ms);
+                        if e.is_some() {
+                            self.log(&[b"DEL", args[1]]);
+                        }
+                        e
+                    });
+                    match old {
+                        Some(e) => e.reply_value(out),
+                        None => out.null(),
+                    }
+                }
+                Cmd::Getex => self.getex(args, out, now_ms),
+                Cmd::Expire | Cmd::Pexpire | Cmd::Expireat | Cmd::Pexpireat => {
+                    let seconds = matches!(cmd, Cmd::Expire | Cmd::Expireat);
+                    let base = if matches!(cmd, Cmd::Expire | Cmd::Pexpire) {
+                        now_ms as i64
+                    } else {
+                        0
+                    };
+                    self.expire(args, seconds, base, name, out, now_ms);
+                }
+                Cmd::Expiretime | Cmd::Pexpiretime | Cmd::Ttl | Cmd::Pttl => {
+                    let at = self.with_key(args[1], |s, h| {
+                        s.get_quiet(h, args[1], now_ms).map(|e| e.expire_at)
+                    });
+                    let v = match at {
+                        None => -2,
+                        Some(0) => -1,
+                        Some(t) => match cmd {
+                            Cmd::Expiretime => (t as i64 + 500) / 1000,
+                            Cmd::Pexpiretime => t as i64,
+                            Cmd::Ttl => ((t - now_ms.min(t)) as i64 + 500) / 1000,
+                            _ => (t - now_ms.min(t)) as i64,
+                        },
+                    };
+                    out.integer(v);
+                }
+                Cmd::Persist => {
+                    let done = self.with_key(args[1], |s, h| {
+                        let has = s
+                            .get_quiet(h, args[1], now_ms)
+                            .is_some_and(|e| e.expire_at != 0);
+                        if has {
+                            s.set_expire(h, args[1], 0, now_ms);
+                            self.log(&[b"PERSIST", args[1]]);
+                        }
+                        has
+                    });
+                    out.integer(i64::from(done));
+                }
+                Cmd::Type => {
+                    let found =
+                        self.with_key(args[1], |s, h| s.get_quiet(h, args[1], now_ms).is_some());
+                    out.simple(if found { "string" } else { "none" });
+                }
+                Cmd::Append => {
+                    let r = self.with_key(args[1], |s, h| {
+                        let max = self.settings.limits.max_bulk_len;
+                        if let Some(e) = s.get_quiet(h, args[1], now_ms) {
+                            let old_len = e.value().len();
+                            let new_len = old_len + args[2].len();
+                            if new_len > max {
+                                return Err(E_TOO_BIG);
+                            }
+                            let mut v = Vec::with_capacity(new_len);
+                            v.extend_from_slice(e.value());
+                            v.extend_from_slice(args[2]);
+                            e.set_value(&v);
+                            s.resized(old_len, new_len);
+                            self.log(&[b"APPEND", args[1], args[2]]);
+                            Ok(new_len)
+                        } else {
+                            s.set(h, args[1], args[2], Some(0), now_ms);
+                            self.log(&[b"APPEND", args[1], args[2]]);
+                            Ok(args[2].len())
+                        }
+                    });
+                    match r {
+                        Ok(n) => out.integer(n as i64),
+                        Err(e) => out.error(e),
+                    }
+                }
+                Cmd::Strlen => {
+                    let n = self.with_key(args[1], |s, h| {
+                        s.get_quiet(h, args[1], now_ms)
+                            .map_or(0, |e| e.value().len())
+                    });
+                    out.integer(n as i64);
+                }
+                Cmd::Getrange | Cmd::Substr => {
+                    let (Some(start), Some(end)) = (parse_i64(args[2]), parse_i64(args[3])) else {
+                        out.error(E_NOT_INT);
+                        return Flow::Continue;
+                    };
+                    let v = self.with_key(args[1], |s, h| {
+                        s.get_quiet(h, args[1], now_ms).map(|e| e.value_bytes())
+                    });
+                    let v = v.unwrap_or_default();
+                    out.bulk(getrange(&v, start, end));
+                }
+                Cmd::Setrange => self.setrange(args, out, now_ms),
+                Cmd::Keys => {
+                    let mut keys = Vec::new();
+                    let all = args[1] == b"*";
+                    for i in 0..self.ks.shard_count() {
+                        let s = self.ks.lock(i);
+                        for e in s.live_entries(now_ms) {
+                            if all || glob::matches(args[1], e.key()) {
+                                keys.push(Bytes::copy_from_slice(e.key()));
+                            }
                         }
                     }
-                }
-                out.array_len(keys.len());
-                for k in &keys {
-                    out.bulk(k);
-                }
-            }
-            Cmd::Scan => self.scan(args, out, now_ms),
-            Cmd::Rename | Cmd::Renamenx => self.rename(args, cmd == Cmd::Renamenx, out, now_ms),
-            Cmd::Randomkey => {
-                let n = self.ks.shard_count();
-                let start = (now_ms as usize).wrapping_mul(2_654_435_761) % n;
-                let mut found = None;
-                for i in 0..n {
-                    let s = self.ks.lock((start + i) % n);
-                    if let Some(e) = s.live_entries(now_ms).next() {
-                        found = Some(Bytes::copy_from_slice(e.key()));
-                        break;
+                    out.array_len(keys.len());
+                    for k in &keys {
+                        out.bulk(k);
                     }
                 }
-                match found {
-                    Some(k) => out.bulk(&k),
-                    None => out.null(),
+                Cmd::Scan => self.scan(args, out, now_ms),
+                Cmd::Rename | Cmd::Renamenx => self.rename(args, cmd == Cmd::Renamenx, out, now_ms),
+                Cmd::Randomkey => {
+                    let n = self.ks.shard_count();
+                    let start = (now_ms as usize).wrapping_mul(2_654_435_761) % n;
+                    let mut found = None;
+                    for i in 0..n {
+                        let s = self.ks.lock((start + i) % n);
+                        if let Some(e) = s.live_entries(now_ms).next() {
+                            found = Some(Bytes::copy_from_slice(e.key()));
+                            break;
+                        }
+                    }
+                    match found {
+                        Some(k) => out.bulk(&k),
+                        None => out.null(),
+                    }
                 }
-            }
-            Cmd::Hello => return self.hello(sess, args, out),
-            Cmd::Auth => self.auth(sess, args, out),
-            Cmd::Quit => {
-                out.ok();
-                return Flow::Close;
-            }
-            Cmd::Select => match parse_i64(args[1]) {
-                None => out.error(E_NOT_INT),
-                Some(0) => out.ok(),
-                Some(_) => out.error("ERR DB index is out of range"),
-            },
-            Cmd::Command => self.command(args, out),
-            Cmd::Info => self.info(args, out),
-            Cmd::Dbsize => out.integer(self.ks.len() as i64),
-            Cmd::Flushdb | Cmd::Flushall => {
-                if args.len() > 2
-                    || (args.len() == 2
-                        && !args[1].eq_ignore_ascii_case(b"sync")
-                        && !args[1].eq_ignore_ascii_case(b"async"))
-                {
-                    out.error(E_SYNTAX);
-                    return Flow::Continue;
+                Cmd::Hello => return self.hello(sess, args, out),
+                Cmd::Auth => self.auth(sess, args, out),
+                Cmd::Quit => {
+                    out.ok();
+                    return Flow::Close;
                 }
-                let mut guards = self.ks.lock_all();
-                for g in guards.iter_mut() {
-                    g.clear();
+                Cmd::Select => match parse_i64(args[1]) {
+                    None => out.error(E_NOT_INT),
+                    Some(0) => out.ok(),
+                    Some(_) => out.error("ERR DB index is out of range"),
+                },
+                Cmd::Command => self.command(args, out),
+                Cmd::Info => self.info(args, out),
+                Cmd::Dbsize => out.integer(self.ks.len() as i64),
+                Cmd::Flushdb | Cmd::Flushall => {
+                    if args.len() > 2
+                        || (args.len() == 2
+                            && !args[1].eq_ignore_ascii_case(b"sync")
+                            && !args[1].eq_ignore_ascii_case(b"async"))
+                    {
+                        out.error(E_SYNTAX);
+                        return Flow::Continue;
+                    }
+                    let mut guards = self.ks.lock_all();
+                    for g in guards.iter_mut() {
+                        g.clear();
+                    }
+                    self.log(&[b"FLUSHALL"]);
+                    drop(guards);
+                    out.ok();
                 }
-                self.log(&[b"FLUSHALL"]);
-                drop(guards);
-                out.ok();
-            }
-            Cmd::Cluster => {
-                if args[1].eq_ignore_ascii_case(b"keyslot") {
-                    if args.len() != 3 {
-                        wrong_arity(out, "cluster|keyslot");
+                Cmd::Cluster => {
+                    if args[1].eq_ignore_ascii_case(b"keyslot") {
+                        if args.len() != 3 {
+                            wrong_arity(out, "cluster|keyslot");
+                        } else {
+                            out.integer(i64::from(key_slot(args[2])));
+                        }
                     } else {
-                        out.integer(i64::from(key_slot(args[2])));
+                        out.error("ERR This instance has cluster support disabled");
+                    }
+                }
+                Cmd::Config => self.config(args, out),
+                Cmd::Client => self.client(sess, args, out),
+                Cmd::Lastsave => out.integer((now_ms / 1000) as i64),
+                Cmd::Time => {
+                    let us = now_ms * 1000;
+                    out.array_len(2);
+                    out.bulk(itoa::Buffer::new().format(us / 1_000_000).as_bytes());
+                    out.bulk(itoa::Buffer::new().format(us % 1_000_000).as_bytes());
+                }
+            }
+            Flow::Continue
+        })();
+        if self.eviction.is_some() {
+            self.after_command(cmd, flags, args, now_ms);
+        }
+        flow
+    }
+
+    /// Keeps the kuai-cache eviction index in step with the keyspace: reads
+    /// record an access, writes record the key's new weight (or its removal),
+    /// and keys the index evicted are deleted (and logged) here, outside
+    /// every lock.
+    fn after_command(&self, cmd: Cmd, flags: u8, args: &[&[u8]], now_ms: u64) {
+        let Some(ev) = &self.eviction else { return };
+        if matches!(cmd, Cmd::Flushdb | Cmd::Flushall) {
+            ev.cache.invalidate_all();
+            ev.evicted.lock().clear();
+            return;
+        }
+        if let Some((first, end, step)) = key_span(cmd, args.len()) {
+            for &key in args[first..end].iter().step_by(step) {
+                if flags & F_WRITE != 0 {
+                    let size = self.with_key(key, |s, h| {
+                        s.get_quiet(h, key, now_ms).map(|e| e.value().len())
+                    });
+                    match size {
+                        Some(n) => ev.cache.insert(Bytes::copy_from_slice(key), n as u32),
+                        None => ev.cache.invalidate(key),
                     }
                 } else {
-                    out.error("ERR This instance has cluster support disabled");
+                    let _ = ev.cache.get(key);
                 }
-            }
-            Cmd::Config => self.config(args, out),
-            Cmd::Client => self.client(sess, args, out),
-            Cmd::Lastsave => out.integer((now_ms / 1000) as i64),
-            Cmd::Time => {
-                let us = now_ms * 1000;
-                out.array_len(2);
-                out.bulk(itoa::Buffer::new().format(us / 1_000_000).as_bytes());
-                out.bulk(itoa::Buffer::new().format(us % 1_000_000).as_bytes());
             }
         }
-        Flow::Continue
+        let victims = std::mem::take(&mut *ev.evicted.lock());
+        for k in victims {
+            self.with_key(&k, |s, h| {
+                if s.remove(h, &k, now_ms).is_some() {
+                    s.stats.evicted += 1;
+                    self.log(&[b"DEL", &k]);
+                }
+            });
+        }
     }
 
     #[inline]
@@ -1435,6 +1562,15 @@ impl Db {
         }
         if want("memory") {
             let used = self.ks.used_memory();
+            if let Some(ev) = &self.eviction {
+                let _ = write!(
+                    t,
+                    "# Eviction\r\neviction_index:kuai-cache\r\neviction_index_policy:{:?}\r\neviction_index_keys:{}\r\neviction_index_weight:{}\r\n\r\n",
+                    ev.policy,
+                    ev.entry_count(),
+                    ev.weighted_size()
+                );
+            }
             let _ = write!(
                 t,
                 "# Memory\r\nused_memory:{used}\r\nmaxmemory:{}\r\nmaxmemory_policy:{}\r\n\r\n",

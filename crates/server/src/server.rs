@@ -16,10 +16,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::aof::{self, Aof, FsyncPolicy};
-use crate::commands::{Db, DbSettings, Flow, Session};
+use crate::commands::{Db, DbSettings, EvictionIndex, Flow, Session};
 use crate::config::Config;
 use crate::error::ServerError;
-use crate::keyspace::Keyspace;
+use crate::keyspace::{EvictionPolicy, Keyspace};
 use crate::reply::{Protocol, ReplyBuf};
 use crate::resp::{Parsed, RequestParser};
 
@@ -126,6 +126,17 @@ impl Server {
             threads: config.threads,
         };
         let mut db = Db::new(ks, clock, settings);
+        if config.maxmemory > 0
+            && matches!(
+                config.maxmemory_policy,
+                EvictionPolicy::AllKeysLru | EvictionPolicy::AllKeysLfu
+            )
+        {
+            db.eviction = Some(
+                EvictionIndex::new(config.maxmemory, config.maxmemory_policy)
+                    .map_err(ServerError::Config)?,
+            );
+        }
         if config.appendonly {
             std::fs::create_dir_all(&config.dir)?;
             let path = config.aof_path();
