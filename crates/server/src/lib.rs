@@ -5,15 +5,19 @@
 //!
 //! # What is inside
 //! - [`resp`]: an incremental, zero-copy request parser (multibulk and
-//!   inline commands, pipelining) bounded by [`resp::Limits`]
+//!   inline commands, pipelining; arguments are slices of the read buffer)
+//!   bounded by [`resp::Limits`]
 //!   (`proto-max-bulk-len`, multibulk count, inline length, query buffer).
 //! - [`reply`]: the RESP2/RESP3 reply encoder; large values are chained as
 //!   `Bytes` instead of copied.
-//! - [`keyspace`]: the sharded keyspace with millisecond TTLs (from a
-//!   [`kuai::core::Clock`]), lazy and active expiry, `maxmemory` with
-//!   `noeviction` / `allkeys-lru` / `allkeys-lfu` / `allkeys-random`.
+//! - [`keyspace`]: the sharded keyspace (32-byte entries) with millisecond
+//!   TTLs (from a [`kuai::core::Clock`]), lazy and active expiry, `maxmemory`
+//!   with `noeviction` / `allkeys-random`; `allkeys-lru` / `allkeys-lfu` are
+//!   decided by a weight-bounded `kuai::cache::Cache`
+//!   ([`commands::EvictionIndex`]).
 //! - [`commands`]: the string commands with Redis 7.0's semantics and error
-//!   replies, `AUTH`/`HELLO`, `INFO`, `SCAN`, `CLUSTER KEYSLOT`.
+//!   replies, `AUTH`/`HELLO`, `INFO`, `SCAN`, `CLUSTER KEYSLOT` (slots from
+//!   `kuai::shard`).
 //! - [`aof`]: the append-only file, replayed at start
 //!   (`appendfsync always|everysec|no`).
 //! - [`server`]: one event loop per thread with `SO_REUSEPORT` listeners,
