@@ -1,11 +1,16 @@
-//! `kuai-pool`: Buffer, object, thread and connection pools.
+//! `kuai-pool`: reuse what is expensive to create — buffers, objects,
+//! threads and connections.
 //!
-//! This crate is being built; see the project's issue tracker for its scope.
-//! Today it only re-exports the shared error type it will use.
-//!
-//! ```
-//! let _kind = kuai_pool::Error::closed("not built yet").kind();
-//! ```
+//! PLACEHOLDER
 #![forbid(unsafe_code)]
 
+pub mod buffer;
+mod error;
+mod sync;
+
+pub use buffer::{BufferPool, BufferPoolBuilder, BufferStats, PooledBuf};
+pub use error::{PoolError, PoolResult};
+/// The workspace-wide error every [`PoolError`] converts into.
 pub use kuai_core::Error;
+/// The `bytes` crate, whose `BytesMut` the buffer pool hands out.
+pub use bytes;
