@@ -18,8 +18,8 @@ use bytes::{Bytes, BytesMut};
 use crossbeam_utils::CachePadded;
 
 use crate::error::{PoolError, PoolResult};
-use crate::sync::{AtomicU64, AtomicUsize, Mutex, Ordering, SoloCounter, Weak, lock, thread_local};
 use crate::sync::Arc;
+use crate::sync::{AtomicU64, AtomicUsize, Mutex, Ordering, SoloCounter, Weak, lock, thread_local};
 
 /// Configures a [`BufferPool`].
 #[derive(Debug, Clone)]
@@ -118,8 +118,16 @@ impl BufferPoolBuilder {
                 classes,
                 shards: self.shards,
                 max_pooled_bytes: self.max_pooled_bytes,
-                thread_cache_bytes: if thread_cache { self.thread_cache_bytes } else { 0 },
-                thread_cache_buffers: if thread_cache { self.thread_cache_buffers } else { 0 },
+                thread_cache_bytes: if thread_cache {
+                    self.thread_cache_bytes
+                } else {
+                    0
+                },
+                thread_cache_buffers: if thread_cache {
+                    self.thread_cache_buffers
+                } else {
+                    0
+                },
                 charged: CachePadded::new(AtomicUsize::new(0)),
                 shared_bytes: CachePadded::new(AtomicUsize::new(0)),
                 lists,
@@ -559,7 +567,10 @@ impl fmt::Debug for BufferPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BufferPool")
             .field("min_class", &self.shared.class_size(0))
-            .field("max_class", &self.shared.class_size(self.shared.classes - 1))
+            .field(
+                "max_class",
+                &self.shared.class_size(self.shared.classes - 1),
+            )
             .field("max_pooled_bytes", &self.shared.max_pooled_bytes)
             .field("stats", &self.stats())
             .finish()

@@ -59,7 +59,10 @@ mod tests {
     fn kinds_map_to_what_a_caller_can_do() {
         let cases = [
             (PoolError::Config("x".into()), ErrorKind::InvalidInput),
-            (PoolError::Timeout(Duration::from_millis(5)), ErrorKind::Timeout),
+            (
+                PoolError::Timeout(Duration::from_millis(5)),
+                ErrorKind::Timeout,
+            ),
             (PoolError::Rejected("full"), ErrorKind::Overloaded),
             (PoolError::Closed, ErrorKind::Closed),
             (PoolError::UnknownGroup("g".into()), ErrorKind::NotFound),

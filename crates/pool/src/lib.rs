@@ -6,11 +6,18 @@
 
 pub mod buffer;
 mod error;
+pub mod object;
 mod sync;
+pub mod thread;
 
 pub use buffer::{BufferPool, BufferPoolBuilder, BufferStats, PooledBuf};
+/// The `bytes` crate, whose `BytesMut` the buffer pool hands out.
+pub use bytes;
 pub use error::{PoolError, PoolResult};
 /// The workspace-wide error every [`PoolError`] converts into.
 pub use kuai_core::Error;
-/// The `bytes` crate, whose `BytesMut` the buffer pool hands out.
-pub use bytes;
+pub use object::{ObjectStats, Pool, PoolBuilder, Pooled};
+pub use thread::{
+    IsolatedPools, IsolatedPoolsBuilder, Job, RejectionPolicy, ThreadPool, ThreadPoolBuilder,
+    ThreadPoolMetrics,
+};
