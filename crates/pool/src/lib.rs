@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod buffer;
+pub mod conn;
 mod error;
 pub mod object;
 mod sync;
@@ -13,6 +14,10 @@ pub mod thread;
 pub use buffer::{BufferPool, BufferPoolBuilder, BufferStats, PooledBuf};
 /// The `bytes` crate, whose `BytesMut` the buffer pool hands out.
 pub use bytes;
+pub use conn::{
+    CheckOnCheckout, ConnPool, ConnPoolBuilder, ConnStats, ConnStatus, Exhaustion, FnManager,
+    Order, PooledConn,
+};
 pub use error::{PoolError, PoolResult};
 /// The workspace-wide error every [`PoolError`] converts into.
 pub use kuai_core::Error;
