@@ -8,6 +8,10 @@ pub mod buffer;
 pub mod conn;
 mod error;
 pub mod object;
+#[cfg(feature = "postgres")]
+mod postgres_manager;
+#[cfg(feature = "redis")]
+mod redis_manager;
 mod sync;
 pub mod thread;
 
@@ -22,7 +26,17 @@ pub use error::{PoolError, PoolResult};
 /// The workspace-wide error every [`PoolError`] converts into.
 pub use kuai_core::Error;
 pub use object::{ObjectStats, Pool, PoolBuilder, Pooled};
+#[cfg(feature = "postgres")]
+pub use postgres_manager::PostgresManager;
+/// The `redis` crate, as used by [`RedisManager`].
+#[cfg(feature = "redis")]
+pub use redis;
+#[cfg(feature = "redis")]
+pub use redis_manager::{RedisConn, RedisManager};
 pub use thread::{
     IsolatedPools, IsolatedPoolsBuilder, Job, RejectionPolicy, ThreadPool, ThreadPoolBuilder,
     ThreadPoolMetrics,
 };
+/// The `tokio-postgres` crate, as used by [`PostgresManager`].
+#[cfg(feature = "postgres")]
+pub use tokio_postgres;
