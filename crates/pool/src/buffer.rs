@@ -18,8 +18,9 @@ use bytes::{Bytes, BytesMut};
 use crossbeam_utils::CachePadded;
 
 use crate::error::{PoolError, PoolResult};
-use crate::sync::Arc;
-use crate::sync::{AtomicU64, AtomicUsize, Mutex, Ordering, SoloCounter, Weak, lock, thread_local};
+use crate::sync::{
+    Arc, AtomicU64, AtomicUsize, Mutex, Ordering, SoloCounter, Weak, downgrade, lock, thread_local,
+};
 
 /// Configures a [`BufferPool`].
 #[derive(Debug, Clone)]
@@ -300,7 +301,7 @@ impl LocalCache {
         lock(&shared.threads).push(Arc::clone(&stats));
         LocalCache {
             pool_id: shared.id,
-            home: Arc::downgrade(shared),
+            home: downgrade(shared),
             shard: next_shard(),
             lease: 0,
             held: 0,

@@ -22,7 +22,9 @@ use kuai_core::{Clock, Manager, SystemClock};
 use tokio::sync::oneshot;
 
 use crate::error::{PoolError, PoolResult};
-use crate::sync::{Arc, Mutex, MutexGuard, Weak, lock};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use crate::sync::std_lock as lock;
 
 /// When a connection is health-checked ([`Manager::check`]) on checkout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,10 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 
 use crate::error::{PoolError, PoolResult};
-use crate::sync::{Arc, AtomicU64, Mutex, Ordering, lock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::sync::std_lock as lock;
 
 type CreateFn<T> = Box<dyn Fn() -> T + Send + Sync>;
 type ResetFn<T> = Box<dyn Fn(&mut T) + Send + Sync>;

@@ -15,7 +15,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::{PoolError, PoolResult};
-use crate::sync::lock;
+use crate::sync::std_lock as lock;
 
 /// A queued task, handed back by [`ThreadPool::shutdown_now`].
 pub struct Job(Box<dyn FnOnce() + Send + 'static>);
