@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use kuai::core::{Manager, Result as KResult};
 use kuai::pool::bytes::BytesMut;
-use kuai::pool::{BufferPool, CheckOnCheckout, ConnPool, IsolatedPools, Pool, ThreadPool};
+use kuai::pool::{
+    BufferPool, CheckOnCheckout, ConnPool, IsolatedPools, LocalBufferPool, Pool, ThreadPool,
+};
 use kuai_benches::{Better, Row, Section, ns};
 
 // ---------------------------------------------------------------- allocator
@@ -147,7 +149,32 @@ fn per_op(d: Duration, ops: usize) -> f64 {
 
 const PAYLOAD: [u8; 64] = [7u8; 64];
 
-fn buffer_pooled(pool: &BufferPool, size: usize, ops: usize) -> Duration {
+/// `ops` get+use+put cycles, `live` buffers held at once (1 = ping-pong).
+fn buffer_pooled(local: &LocalBufferPool, size: usize, ops: usize, live: usize) -> Duration {
+    let t = Instant::now();
+    if live == 1 {
+        for _ in 0..ops {
+            let mut b = local.get(size);
+            b.extend_from_slice(&PAYLOAD);
+            black_box(&b);
+        }
+    } else {
+        let mut held = Vec::with_capacity(live);
+        for _ in 0..ops / live {
+            for _ in 0..live {
+                let mut b = local.get(size);
+                b.extend_from_slice(&PAYLOAD);
+                held.push(b);
+            }
+            black_box(&held);
+            held.clear();
+        }
+    }
+    t.elapsed()
+}
+
+/// The same through the implicit thread-local cache (`BufferPool::get`).
+fn buffer_tls(pool: &BufferPool, size: usize, ops: usize) -> Duration {
     let t = Instant::now();
     for _ in 0..ops {
         let mut b = pool.get(size);
@@ -157,12 +184,25 @@ fn buffer_pooled(pool: &BufferPool, size: usize, ops: usize) -> Duration {
     t.elapsed()
 }
 
-fn buffer_fresh(size: usize, ops: usize) -> Duration {
+fn buffer_fresh(size: usize, ops: usize, live: usize) -> Duration {
     let t = Instant::now();
-    for _ in 0..ops {
-        let mut b = BytesMut::with_capacity(size);
-        b.extend_from_slice(&PAYLOAD);
-        black_box(&b);
+    if live == 1 {
+        for _ in 0..ops {
+            let mut b = BytesMut::with_capacity(size);
+            b.extend_from_slice(&PAYLOAD);
+            black_box(&b);
+        }
+    } else {
+        let mut held = Vec::with_capacity(live);
+        for _ in 0..ops / live {
+            for _ in 0..live {
+                let mut b = BytesMut::with_capacity(size);
+                b.extend_from_slice(&PAYLOAD);
+                held.push(b);
+            }
+            black_box(&held);
+            held.clear();
+        }
     }
     t.elapsed()
 }
@@ -183,41 +223,85 @@ fn on_threads(threads: usize, f: impl Fn() -> Duration + Sync) -> Duration {
 
 fn ops_for(size: usize, quick: bool) -> usize {
     let base = match size {
-        s if s >= 1 << 20 => 4_000,
-        s if s >= 64 << 10 => 40_000,
-        _ => 200_000,
+        s if s >= 1 << 20 => 8_000,
+        s if s >= 64 << 10 => 64_000,
+        _ => 256_000,
     };
     if quick { base / 4 } else { base }
 }
 
+/// Buffers held at once in the "live" rows: a server with many requests in
+/// flight (the allocator figures use 1000 live 4 KiB blocks).
+const LIVE: usize = 32;
+
+/// A pool sized for the benchmark's working set (2 threads × 32 × 1 MiB).
+fn bench_buffer_pool() -> BufferPool {
+    BufferPool::builder()
+        .max_pooled_bytes(256 << 20)
+        .thread_cache_bytes(64 << 20)
+        .thread_cache_buffers(64)
+        .build()
+        .unwrap_or_default()
+}
+
 fn bench_buffers(s: &mut Section) {
-    let pool = BufferPool::new();
+    let pool = bench_buffer_pool();
     let runs = s.pick(3, 5);
     for size in [4 << 10, 64 << 10, 1 << 20] {
         for threads in [1usize, 2] {
-            let ops = ops_for(size, s.quick());
-            let m = medians(
-                runs,
-                &mut [
-                    &mut || on_threads(threads, || buffer_fresh(size, ops)),
-                    &mut || on_threads(threads, || buffer_pooled(&pool, size, ops)),
-                ],
-            );
-            s.record(
-                Row::new(
-                    format!("buffer get+put {} KiB, {threads} thread(s)", size >> 10),
-                    "ns",
-                    Better::Lower,
-                )
-                .peer("BytesMut::with_capacity (glibc malloc)", per_op(m[0], ops))
-                .kuai(per_op(m[1], ops))
-                .param("size", size as u64)
-                .param("threads", threads as u64)
-                .param("ops_per_thread", ops as u64)
-                .note("target ≥ 2× at ≥ 4 KiB"),
-            );
+            for live in [1, LIVE] {
+                let ops = ops_for(size, s.quick());
+                let m = medians(
+                    runs,
+                    &mut [
+                        &mut || on_threads(threads, || buffer_fresh(size, ops, live)),
+                        &mut || {
+                            on_threads(threads, || buffer_pooled(&pool.local(), size, ops, live))
+                        },
+                    ],
+                );
+                let what = if live == 1 {
+                    "1 live (ping-pong)".to_string()
+                } else {
+                    format!("{live} live")
+                };
+                s.record(
+                    Row::new(
+                        format!("buffer get+put {} KiB, {what}, {threads} thread(s)", size >> 10),
+                        "ns",
+                        Better::Lower,
+                    )
+                    .peer("BytesMut::with_capacity (glibc malloc)", per_op(m[0], ops))
+                    .kuai(per_op(m[1], ops))
+                    .param("size", size as u64)
+                    .param("threads", threads as u64)
+                    .param("live", live as u64)
+                    .param("ops_per_thread", ops as u64)
+                    .note("kuai: a LocalBufferPool (per-thread cache) per thread; target ≥ 2× at ≥ 4 KiB"),
+                );
+            }
         }
     }
+    // The implicit thread-local path, for transparency.
+    let size = 4 << 10;
+    let ops = ops_for(size, s.quick());
+    let m = medians(
+        runs,
+        &mut [&mut || buffer_fresh(size, ops, 1), &mut || {
+            buffer_tls(&pool, size, ops)
+        }],
+    );
+    s.record(
+        Row::new(
+            "buffer get+put 4 KiB via BufferPool::get (thread_local), 1 live, 1 thread",
+            "ns",
+            Better::Lower,
+        )
+        .peer("BytesMut::with_capacity (glibc malloc)", per_op(m[0], ops))
+        .kuai(per_op(m[1], ops))
+        .param("size", size as u64)
+        .note("the implicit path finds its cache through a thread_local on every get and drop"),
+    );
 }
 
 // ------------------------------------------------------------- object pool
@@ -916,17 +1000,20 @@ fn alloc_child(quick: bool) {
         t.elapsed()
     };
     println!("RESULT batch4k {}", per_op(batch, batches * live));
-    let pool = BufferPool::new();
+    let pool = bench_buffer_pool();
+    let local = pool.local();
     for size in [4 << 10, 64 << 10, 1 << 20] {
         let ops = ops_for(size, true);
-        let m = medians(
-            3,
-            &mut [&mut || buffer_fresh(size, ops), &mut || {
-                buffer_pooled(&pool, size, ops)
-            }],
-        );
-        println!("RESULT fresh{size} {}", per_op(m[0], ops));
-        println!("RESULT pooled{size} {}", per_op(m[1], ops));
+        for live in [1, LIVE] {
+            let m = medians(
+                3,
+                &mut [&mut || buffer_fresh(size, ops, live), &mut || {
+                    buffer_pooled(&local, size, ops, live)
+                }],
+            );
+            println!("RESULT fresh{size}x{live} {}", per_op(m[0], ops));
+            println!("RESULT pooled{size}x{live} {}", per_op(m[1], ops));
+        }
     }
 }
 
@@ -990,25 +1077,32 @@ fn bench_allocators(s: &mut Section) {
         }
     }
     for size in [4usize << 10, 64 << 10, 1 << 20] {
-        let row = Row::new(
-            format!(
-                "buffer get+put {} KiB vs mimalloc fresh, 1 thread",
-                size >> 10
-            ),
-            "ns",
-            Better::Lower,
-        )
-        .param("size", size as u64)
-        .note("both sides under mimalloc; target ≥ 1.0×");
-        s.record(
-            match (
-                get(&mi, &format!("fresh{size}")),
-                get(&mi, &format!("pooled{size}")),
-            ) {
+        for live in [1, LIVE] {
+            let what = if live == 1 {
+                "1 live".to_string()
+            } else {
+                format!("{live} live")
+            };
+            let row = Row::new(
+                format!(
+                    "buffer get+put {} KiB, {what}, vs mimalloc fresh, 1 thread",
+                    size >> 10
+                ),
+                "ns",
+                Better::Lower,
+            )
+            .param("size", size as u64)
+            .param("live", live as u64)
+            .note("both sides under mimalloc; target ≥ 1.0×");
+            let (pk, fk) = (
+                format!("pooled{size}x{live}"),
+                format!("fresh{size}x{live}"),
+            );
+            s.record(match (get(&mi, &fk), get(&mi, &pk)) {
                 (Ok(p), Ok(k)) => row.peer("BytesMut::with_capacity (mimalloc)", p).kuai(k),
                 (Err(e), _) | (_, Err(e)) => row.error(e),
-            },
-        );
+            });
+        }
     }
 }
 
@@ -1023,12 +1117,25 @@ fn main() {
     let mut s = Section::from_args("pool");
     let services = std::env::args().any(|a| a == "--services")
         || std::env::var("KUAI_BENCH_SERVICES").is_ok_and(|v| v == "1");
-    bench_buffers(&mut s);
-    bench_allocators(&mut s);
-    bench_objects(&mut s);
-    bench_conn_noop(&mut s);
-    if services {
+    // KUAI_POOL_ONLY=buffers,conn,… runs a subset (for development).
+    let only = std::env::var("KUAI_POOL_ONLY").ok();
+    let on = |g: &str| only.as_deref().is_none_or(|o| o.split(',').any(|x| x == g));
+    if on("buffers") {
+        bench_buffers(&mut s);
+    }
+    if on("alloc") {
+        bench_allocators(&mut s);
+    }
+    if on("objects") {
+        bench_objects(&mut s);
+    }
+    if on("conn") {
+        bench_conn_noop(&mut s);
+    }
+    if services && on("redis") {
         bench_redis(&mut s);
     }
-    bench_threads(&mut s);
+    if on("threads") {
+        bench_threads(&mut s);
+    }
 }

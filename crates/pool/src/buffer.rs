@@ -189,7 +189,7 @@ struct Shared {
     /// `classes * shards` lists, class-major.
     lists: Box<[CachePadded<Mutex<Vec<BytesMut>>>]>,
     /// Per-thread counters of live thread caches.
-    threads: Mutex<Vec<Arc<ThreadStats>>>,
+    threads: Mutex<Vec<Arc<CachePadded<ThreadStats>>>>,
     uncached_hits: AtomicU64,
     uncached_misses: AtomicU64,
     dropped: AtomicU64,
@@ -242,6 +242,23 @@ impl Shared {
             .then_some(class.min(self.classes - 1))
     }
 
+    /// The class a returned, cleared buffer goes back to; `None` (counted
+    /// as dropped) when it no longer fits one.
+    #[inline]
+    fn reusable_class(&self, buf: &mut BytesMut) -> Option<usize> {
+        let min = 1usize << self.min_shift;
+        if buf.capacity() < min {
+            // A buffer that was advanced or split: take back the front if no
+            // one else shares it (never allocates).
+            let _ = buf.try_reclaim(min);
+        }
+        let class = self.class_for_capacity(buf.capacity());
+        if class.is_none() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        class
+    }
+
     fn try_charge(&self, bytes: usize) -> bool {
         self.charged
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
@@ -288,16 +305,17 @@ struct LocalCache {
     lease: usize,
     held: usize,
     lists: Vec<Vec<BytesMut>>,
-    stats: Arc<ThreadStats>,
+    /// Padded: two threads' counters must not share a cache line.
+    stats: Arc<CachePadded<ThreadStats>>,
 }
 
 impl LocalCache {
     fn new(shared: &Arc<Shared>) -> Self {
-        let stats = Arc::new(ThreadStats {
+        let stats = Arc::new(CachePadded::new(ThreadStats {
             hits: SoloCounter::new(),
             misses: SoloCounter::new(),
             held: SoloCounter::new(),
-        });
+        }));
         lock(&shared.threads).push(Arc::clone(&stats));
         LocalCache {
             pool_id: shared.id,
@@ -392,7 +410,7 @@ fn next_shard() -> usize {
 }
 
 thread_local! {
-    static CACHES: RefCell<Vec<LocalCache>> = RefCell::new(Vec::new());
+    static CACHES: RefCell<Vec<LocalCache>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` with this thread's cache for `shared`, creating it if needed.
@@ -447,7 +465,7 @@ impl BufferPool {
     #[inline]
     pub fn get(&self, size: usize) -> PooledBuf<'_> {
         PooledBuf {
-            buf: self.take(size),
+            buf: Some(self.take(size)),
             home: Home::Borrowed(&self.shared),
         }
     }
@@ -456,8 +474,16 @@ impl BufferPool {
     /// move into a `'static` task.
     pub fn get_owned(&self, size: usize) -> PooledBuf<'static> {
         PooledBuf {
-            buf: self.take(size),
+            buf: Some(self.take(size)),
             home: Home::Owned(Arc::clone(&self.shared)),
+        }
+    }
+
+    /// An explicit per-thread cache for this pool (see [`LocalBufferPool`]).
+    pub fn local(&self) -> LocalBufferPool {
+        LocalBufferPool {
+            cache: RefCell::new(LocalCache::new(&self.shared)),
+            shared: Arc::clone(&self.shared),
         }
     }
 
@@ -578,16 +604,10 @@ impl fmt::Debug for BufferPool {
     }
 }
 
+#[inline]
 fn give_back(shared: &Arc<Shared>, mut buf: BytesMut) {
     buf.clear();
-    let min = 1usize << shared.min_shift;
-    if buf.capacity() < min {
-        // A buffer that was advanced or split: take back the front if no
-        // one else shares it (never allocates).
-        let _ = buf.try_reclaim(min);
-    }
-    let Some(class) = shared.class_for_capacity(buf.capacity()) else {
-        shared.dropped.fetch_add(1, Ordering::Relaxed);
+    let Some(class) = shared.reusable_class(&mut buf) else {
         return;
     };
     let mut slot = Some(buf);
@@ -604,7 +624,86 @@ fn give_back(shared: &Arc<Shared>, mut buf: BytesMut) {
 enum Home<'a> {
     Borrowed(&'a Arc<Shared>),
     Owned(Arc<Shared>),
+    Local(&'a LocalBufferPool),
     Detached,
+}
+
+/// An explicit per-thread cache in front of a [`BufferPool`]: the fastest
+/// way to use the pool from a thread that owns its work (a reactor or
+/// worker thread).
+///
+/// [`BufferPool::get`] finds the calling thread's cache through a
+/// thread-local on every get and every drop; a `LocalBufferPool` is that
+/// cache as a value, so a get or a drop is a `RefCell` borrow and a `Vec`
+/// pop or push. It is `!Sync` (use one per thread); when dropped, its
+/// buffers and lease go back to the shared pool.
+///
+/// ```
+/// let pool = kuai_pool::BufferPool::new();
+/// let local = pool.local();
+/// {
+///     let mut buf = local.get(4096);
+///     buf.extend_from_slice(b"hello");
+/// } // back in this thread's cache
+/// assert_eq!(local.get(4096).capacity(), 4096);
+/// assert_eq!(pool.stats().hits, 1);
+/// ```
+pub struct LocalBufferPool {
+    shared: Arc<Shared>,
+    cache: RefCell<LocalCache>,
+}
+
+impl LocalBufferPool {
+    /// An empty buffer of at least `size` bytes from this cache (or the
+    /// shared lists behind it); it returns to this cache when dropped.
+    #[inline]
+    pub fn get(&self, size: usize) -> PooledBuf<'_> {
+        let shared = &*self.shared;
+        let buf = match shared.class_for_request(size) {
+            Some(class) => {
+                let found = match self.cache.try_borrow_mut() {
+                    Ok(mut lc) => lc.get(shared, class),
+                    Err(_) => shared.pop_shared(class, 0),
+                };
+                found.unwrap_or_else(|| BytesMut::with_capacity(shared.class_size(class)))
+            }
+            None => {
+                shared.oversize.fetch_add(1, Ordering::Relaxed);
+                BytesMut::with_capacity(size)
+            }
+        };
+        PooledBuf {
+            buf: Some(buf),
+            home: Home::Local(self),
+        }
+    }
+
+    #[inline]
+    fn put(&self, mut buf: BytesMut) {
+        let shared = &*self.shared;
+        buf.clear();
+        let Some(class) = shared.reusable_class(&mut buf) else {
+            return;
+        };
+        match self.cache.try_borrow_mut() {
+            Ok(mut lc) => lc.put(shared, class, buf),
+            Err(_) => shared.push_shared(class, 0, buf),
+        }
+    }
+
+    /// The pool this cache belongs to.
+    pub fn pool(&self) -> BufferPool {
+        BufferPool {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl fmt::Debug for LocalBufferPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let held = self.cache.try_borrow().map(|c| c.held).ok();
+        f.debug_struct("LocalBufferPool").field("held_bytes", &held).finish()
+    }
 }
 
 /// A pooled [`BytesMut`]: derefs to it, and returns itself to its pool when
@@ -615,7 +714,7 @@ enum Home<'a> {
 /// `&mut *buf`. [`freeze`](Self::freeze) and [`into_inner`](Self::into_inner)
 /// take the bytes out of the pool for good.
 pub struct PooledBuf<'a> {
-    buf: BytesMut,
+    buf: Option<BytesMut>,
     home: Home<'a>,
 }
 
@@ -623,7 +722,7 @@ impl PooledBuf<'_> {
     /// Takes the buffer out of the pool: it will not be returned.
     pub fn into_inner(mut self) -> BytesMut {
         self.home = Home::Detached;
-        std::mem::take(&mut self.buf)
+        self.buf.take().unwrap_or_default()
     }
 
     /// Freezes the contents into [`Bytes`] (the memory leaves the pool).
@@ -636,32 +735,38 @@ impl Deref for PooledBuf<'_> {
     type Target = BytesMut;
     #[inline]
     fn deref(&self) -> &BytesMut {
-        &self.buf
+        match &self.buf {
+            Some(b) => b,
+            None => unreachable!("a PooledBuf holds its buffer until dropped"),
+        }
     }
 }
 
 impl DerefMut for PooledBuf<'_> {
     #[inline]
     fn deref_mut(&mut self) -> &mut BytesMut {
-        &mut self.buf
+        match &mut self.buf {
+            Some(b) => b,
+            None => unreachable!("a PooledBuf holds its buffer until dropped"),
+        }
     }
 }
 
 impl AsRef<[u8]> for PooledBuf<'_> {
     fn as_ref(&self) -> &[u8] {
-        &self.buf
+        self
     }
 }
 
 impl AsMut<[u8]> for PooledBuf<'_> {
     fn as_mut(&mut self) -> &mut [u8] {
-        &mut self.buf
+        self
     }
 }
 
 impl std::io::Write for PooledBuf<'_> {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(data);
+        self.extend_from_slice(data);
         Ok(data.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -672,8 +777,8 @@ impl std::io::Write for PooledBuf<'_> {
 impl fmt::Debug for PooledBuf<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PooledBuf")
-            .field("len", &self.buf.len())
-            .field("capacity", &self.buf.capacity())
+            .field("len", &self.len())
+            .field("capacity", &self.capacity())
             .finish()
     }
 }
@@ -681,10 +786,11 @@ impl fmt::Debug for PooledBuf<'_> {
 impl Drop for PooledBuf<'_> {
     #[inline]
     fn drop(&mut self) {
-        let buf = std::mem::take(&mut self.buf);
+        let Some(buf) = self.buf.take() else { return };
         match &self.home {
             Home::Borrowed(shared) => give_back(shared, buf),
             Home::Owned(shared) => give_back(shared, buf),
+            Home::Local(local) => local.put(buf),
             Home::Detached => {}
         }
     }
@@ -789,6 +895,22 @@ mod tests {
         let again = pool.get(8192);
         assert!(again.capacity() >= 8192);
         assert_eq!(pool.stats().hits, 1);
+    }
+
+    #[test]
+    fn local_handles_cache_and_give_back_on_drop() {
+        let pool = BufferPool::new();
+        let local = pool.local();
+        let ptr = local.get(3000).as_ptr() as usize;
+        assert_eq!(local.get(4096).as_ptr() as usize, ptr);
+        let owned = pool.get_owned(4096); // the thread-local path: a miss
+        drop(owned);
+        assert_eq!(pool.stats().bytes_pooled, 2 * 4096);
+        drop(local);
+        let s = pool.stats();
+        assert_eq!((s.hits, s.misses), (1, 2));
+        assert_eq!(s.bytes_pooled, 2 * 4096, "the local cache flushed to the shared lists");
+        assert!(s.bytes_reserved >= s.bytes_pooled);
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod redis_manager;
 mod sync;
 pub mod thread;
 
-pub use buffer::{BufferPool, BufferPoolBuilder, BufferStats, PooledBuf};
+pub use buffer::{BufferPool, BufferPoolBuilder, BufferStats, LocalBufferPool, PooledBuf};
 /// The `bytes` crate, whose `BytesMut` the buffer pool hands out.
 pub use bytes;
 pub use conn::{
