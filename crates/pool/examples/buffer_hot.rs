@@ -22,7 +22,10 @@ fn main() {
         b.extend_from_slice(&[7u8; 64]);
         black_box(&b);
     }
-    println!("pool:  {:.2} ns per get+put", t.elapsed().as_nanos() as f64 / n as f64);
+    println!(
+        "pool:  {:.2} ns per get+put",
+        t.elapsed().as_nanos() as f64 / n as f64
+    );
     let local = pool.local();
     let t = Instant::now();
     for _ in 0..n {
@@ -30,14 +33,20 @@ fn main() {
         b.extend_from_slice(&[7u8; 64]);
         black_box(&b);
     }
-    println!("local handle: {:.2} ns per get+put", t.elapsed().as_nanos() as f64 / n as f64);
+    println!(
+        "local handle: {:.2} ns per get+put",
+        t.elapsed().as_nanos() as f64 / n as f64
+    );
     let t = Instant::now();
     for _ in 0..n {
         let mut b = kuai_pool::bytes::BytesMut::with_capacity(4096);
         b.extend_from_slice(&[7u8; 64]);
         black_box(&b);
     }
-    println!("fresh: {:.2} ns per alloc+free", t.elapsed().as_nanos() as f64 / n as f64);
+    println!(
+        "fresh: {:.2} ns per alloc+free",
+        t.elapsed().as_nanos() as f64 / n as f64
+    );
     let t = Instant::now();
     for _ in 0..n {
         let mut b = RAW
@@ -48,7 +57,10 @@ fn main() {
         b.clear();
         RAW.with(|r| r.borrow_mut().push(b));
     }
-    println!("raw thread-local Vec: {:.2} ns", t.elapsed().as_nanos() as f64 / n as f64);
+    println!(
+        "raw thread-local Vec: {:.2} ns",
+        t.elapsed().as_nanos() as f64 / n as f64
+    );
     let mut local: Vec<kuai_pool::bytes::BytesMut> = Vec::new();
     let t = Instant::now();
     for _ in 0..n {
@@ -60,7 +72,10 @@ fn main() {
         b.clear();
         local.push(b);
     }
-    println!("local Vec<BytesMut>: {:.2} ns", t.elapsed().as_nanos() as f64 / n as f64);
+    println!(
+        "local Vec<BytesMut>: {:.2} ns",
+        t.elapsed().as_nanos() as f64 / n as f64
+    );
     let mut local: Vec<Vec<u8>> = Vec::new();
     let t = Instant::now();
     for _ in 0..n {
@@ -70,12 +85,18 @@ fn main() {
         b.clear();
         local.push(b);
     }
-    println!("local Vec<Vec<u8>>: {:.2} ns", t.elapsed().as_nanos() as f64 / n as f64);
+    println!(
+        "local Vec<Vec<u8>>: {:.2} ns",
+        t.elapsed().as_nanos() as f64 / n as f64
+    );
     let t = Instant::now();
     for _ in 0..n {
         let mut b = Vec::<u8>::with_capacity(4096);
         b.extend_from_slice(&[7u8; 64]);
         black_box(&b);
     }
-    println!("fresh Vec<u8>: {:.2} ns", t.elapsed().as_nanos() as f64 / n as f64);
+    println!(
+        "fresh Vec<u8>: {:.2} ns",
+        t.elapsed().as_nanos() as f64 / n as f64
+    );
 }

@@ -702,7 +702,9 @@ impl LocalBufferPool {
 impl fmt::Debug for LocalBufferPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let held = self.cache.try_borrow().map(|c| c.held).ok();
-        f.debug_struct("LocalBufferPool").field("held_bytes", &held).finish()
+        f.debug_struct("LocalBufferPool")
+            .field("held_bytes", &held)
+            .finish()
     }
 }
 
@@ -909,7 +911,11 @@ mod tests {
         drop(local);
         let s = pool.stats();
         assert_eq!((s.hits, s.misses), (1, 2));
-        assert_eq!(s.bytes_pooled, 2 * 4096, "the local cache flushed to the shared lists");
+        assert_eq!(
+            s.bytes_pooled,
+            2 * 4096,
+            "the local cache flushed to the shared lists"
+        );
         assert!(s.bytes_reserved >= s.bytes_pooled);
     }
 

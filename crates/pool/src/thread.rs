@@ -152,6 +152,7 @@ impl ThreadPoolBuilder {
                     panicked: AtomicU64::new(0),
                     caller_runs: AtomicU64::new(0),
                     spawn_failures: AtomicUsize::new(0),
+                    queued: AtomicUsize::new(0),
                     config: self,
                 }),
             }),
@@ -186,8 +187,16 @@ struct Inner {
     panicked: AtomicU64,
     caller_runs: AtomicU64,
     spawn_failures: AtomicUsize,
+    /// Mirror of `queue.len()` (written under the lock) so an idle worker
+    /// can spin on it briefly before parking.
+    queued: AtomicUsize,
     config: ThreadPoolBuilder,
 }
+
+/// How many times an idle worker polls for work before it parks: a
+/// park/unpark round trip costs microseconds, more than a burst of tiny
+/// tasks takes to arrive.
+const SPIN_POLLS: u32 = 64;
 
 /// The user-facing handle; when the last one drops, the pool shuts down
 /// gracefully (queued tasks still run, threads then exit).
@@ -358,14 +367,12 @@ impl Inner {
         let decision = if st.workers < cfg.core {
             Self::reserve_worker(&mut st, job)
         } else if Self::has_room(&st, cfg.queue_capacity) {
-            st.queue.push_back(job);
             if st.workers == 0 {
-                // core == 0: someone must run it.
-                match st.queue.pop_back() {
-                    Some(job) => Self::reserve_worker(&mut st, job),
-                    None => Decision::Queued { wake: false },
-                }
+                // core == 0 and no thread yet: start one with this task.
+                Self::reserve_worker(&mut st, job)
             } else {
+                st.queue.push_back(job);
+                self.queued.store(st.queue.len(), Ordering::Relaxed);
                 Decision::Queued { wake: st.idle > 0 }
             }
         } else if st.workers < cfg.max {
@@ -402,6 +409,7 @@ impl Inner {
                     if oldest.is_some() {
                         st.queue.push_back(job);
                     }
+                    self.queued.store(st.queue.len(), Ordering::Relaxed);
                     drop(st);
                     drop(oldest);
                     Ok(())
@@ -464,15 +472,34 @@ impl Inner {
         let cfg = &self.config;
         let mut st = lock(&self.state);
         st.completed += 1;
+        let mut spun = false;
         loop {
             if st.run == Run::Stop {
                 break;
             }
             if let Some(job) = st.queue.pop_front() {
+                self.queued.store(st.queue.len(), Ordering::Relaxed);
                 return Some(job);
             }
             if st.run == Run::Shutdown {
                 break;
+            }
+            if !spun {
+                // Poll briefly before parking (once per idle spell).
+                spun = true;
+                drop(st);
+                for i in 0..SPIN_POLLS {
+                    if self.queued.load(Ordering::Relaxed) > 0 {
+                        break;
+                    }
+                    if i < SPIN_POLLS / 4 {
+                        std::hint::spin_loop();
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
+                st = lock(&self.state);
+                continue;
             }
             let may_retire = st.workers > cfg.core;
             st.idle += 1;
@@ -507,6 +534,7 @@ impl Inner {
         let mut st = lock(&self.state);
         let drained = if to == Run::Stop {
             st.run = Run::Stop;
+            self.queued.store(0, Ordering::Relaxed);
             st.queue.drain(..).collect()
         } else {
             if st.run == Run::Running {
