@@ -52,7 +52,7 @@ async fn open_all(pool: &ConnPool<RedisManager>) -> Vec<i64> {
     }
     let mut ids = Vec::new();
     for c in &mut conns {
-        match c.query::<i64>(&redis::cmd("CLIENT").arg("ID")).await {
+        match c.query::<i64>(redis::cmd("CLIENT").arg("ID")).await {
             Ok(id) => ids.push(id),
             Err(e) => panic!("CLIENT ID failed: {e}"),
         }
