@@ -1117,6 +1117,11 @@ fn main() {
     let mut s = Section::from_args("pool");
     let services = std::env::args().any(|a| a == "--services")
         || std::env::var("KUAI_BENCH_SERVICES").is_ok_and(|v| v == "1");
+    // Let the CPU leave its idle clock before the first measurement.
+    let warm = Instant::now();
+    while warm.elapsed() < Duration::from_millis(200) {
+        black_box(buffer_fresh(4096, 1000, 1));
+    }
     // KUAI_POOL_ONLY=buffers,conn,… runs a subset (for development).
     let only = std::env::var("KUAI_POOL_ONLY").ok();
     let on = |g: &str| only.as_deref().is_none_or(|o| o.split(',').any(|x| x == g));

@@ -1,5 +1,7 @@
-//! A tight get/put loop on the buffer pool, for profiling the hot path
-//! (`perf record --call-graph dwarf target/release/examples/buffer_hot`).
+//! Tight get/put loops on the buffer pool next to the floors it competes
+//! with (fresh `BytesMut`, a bare thread-local `Vec`, a local `Vec`), for
+//! profiling the hot path:
+//! `perf record target/release/examples/buffer_hot [N] [local]`.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -16,6 +18,15 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(20_000_000);
+    if std::env::args().nth(2).as_deref() == Some("local") {
+        let local = pool.local();
+        for _ in 0..n {
+            let mut b = local.get(4096);
+            b.extend_from_slice(&[7u8; 64]);
+            black_box(&b);
+        }
+        return;
+    }
     let t = Instant::now();
     for _ in 0..n {
         let mut b = pool.get(4096);
