@@ -15,6 +15,11 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 
 use bytes::{Bytes, BytesMut};
+
+/// How a pooled buffer is held: boxed, so handing it around moves one
+/// pointer instead of copying the 32-byte `BytesMut` right after its length
+/// was written (a store-forwarding stall on every get and put).
+type Slot = Box<BytesMut>;
 use crossbeam_utils::CachePadded;
 
 use crate::error::{PoolError, PoolResult};
@@ -187,7 +192,7 @@ struct Shared {
     charged: CachePadded<AtomicUsize>,
     shared_bytes: CachePadded<AtomicUsize>,
     /// `classes * shards` lists, class-major.
-    lists: Box<[CachePadded<Mutex<Vec<BytesMut>>>]>,
+    lists: Box<[CachePadded<Mutex<Vec<Slot>>>]>,
     /// Per-thread counters of live thread caches.
     threads: Mutex<Vec<Arc<CachePadded<ThreadStats>>>>,
     uncached_hits: AtomicU64,
@@ -271,7 +276,7 @@ impl Shared {
         self.charged.fetch_sub(bytes, Ordering::AcqRel);
     }
 
-    fn pop_shared(&self, class: usize, shard: usize) -> Option<BytesMut> {
+    fn pop_shared(&self, class: usize, shard: usize) -> Option<Slot> {
         for i in 0..self.shards {
             let list = &self.lists[class * self.shards + (shard + i) % self.shards];
             let popped = lock(list).pop();
@@ -286,7 +291,7 @@ impl Shared {
     }
 
     /// Keeps `buf` in the shared list of `class`, or frees it over the cap.
-    fn push_shared(&self, class: usize, shard: usize, buf: BytesMut) {
+    fn push_shared(&self, class: usize, shard: usize, buf: Slot) {
         let cap = buf.capacity();
         if !self.try_charge(cap) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -304,7 +309,7 @@ struct LocalCache {
     shard: usize,
     lease: usize,
     held: usize,
-    lists: Vec<Vec<BytesMut>>,
+    lists: Vec<Vec<Slot>>,
     /// Padded: two threads' counters must not share a cache line.
     stats: Arc<CachePadded<ThreadStats>>,
 }
@@ -329,7 +334,7 @@ impl LocalCache {
     }
 
     #[inline]
-    fn get(&mut self, shared: &Shared, class: usize) -> Option<BytesMut> {
+    fn get(&mut self, shared: &Shared, class: usize) -> Option<Slot> {
         if let Some(buf) = self.lists[class].pop() {
             let cap = buf.capacity();
             self.held -= cap;
@@ -347,7 +352,7 @@ impl LocalCache {
     }
 
     #[inline]
-    fn put(&mut self, shared: &Shared, class: usize, buf: BytesMut) {
+    fn put(&mut self, shared: &Shared, class: usize, buf: Slot) {
         let cap = buf.capacity();
         let list_has_room = self.lists[class].len() < shared.thread_cache_buffers;
         if list_has_room && self.held + cap <= self.lease {
@@ -370,7 +375,7 @@ impl LocalCache {
     }
 
     #[inline]
-    fn keep(&mut self, class: usize, buf: BytesMut) {
+    fn keep(&mut self, class: usize, buf: Slot) {
         let cap = buf.capacity();
         self.held += cap;
         self.stats.held.add(cap as u64);
@@ -490,15 +495,15 @@ impl BufferPool {
     /// Returns a buffer obtained elsewhere (for example from
     /// [`PooledBuf::into_inner`]) to the pool.
     pub fn put(&self, buf: BytesMut) {
-        give_back(&self.shared, buf);
+        give_back(&self.shared, Box::new(buf));
     }
 
     #[inline]
-    fn take(&self, size: usize) -> BytesMut {
+    fn take(&self, size: usize) -> Slot {
         let shared = &self.shared;
         let Some(class) = shared.class_for_request(size) else {
             shared.oversize.fetch_add(1, Ordering::Relaxed);
-            return BytesMut::with_capacity(size);
+            return Box::new(BytesMut::with_capacity(size));
         };
         let found = match with_local(shared, |lc| lc.get(shared, class)) {
             Some(found) => found,
@@ -514,7 +519,7 @@ impl BufferPool {
                 found
             }
         };
-        found.unwrap_or_else(|| BytesMut::with_capacity(shared.class_size(class)))
+        found.unwrap_or_else(|| Box::new(BytesMut::with_capacity(shared.class_size(class))))
     }
 
     /// Fills the shared lists with `count` buffers of the class serving
@@ -532,7 +537,7 @@ impl BufferPool {
             }
             shared.shared_bytes.fetch_add(bytes, Ordering::AcqRel);
             lock(&shared.lists[class * shared.shards + i % shared.shards])
-                .push(BytesMut::with_capacity(bytes));
+                .push(Box::new(BytesMut::with_capacity(bytes)));
             added += 1;
         }
         added
@@ -605,7 +610,7 @@ impl fmt::Debug for BufferPool {
 }
 
 #[inline]
-fn give_back(shared: &Arc<Shared>, mut buf: BytesMut) {
+fn give_back(shared: &Arc<Shared>, mut buf: Slot) {
     buf.clear();
     let Some(class) = shared.reusable_class(&mut buf) else {
         return;
@@ -665,11 +670,11 @@ impl LocalBufferPool {
                     Ok(mut lc) => lc.get(shared, class),
                     Err(_) => shared.pop_shared(class, 0),
                 };
-                found.unwrap_or_else(|| BytesMut::with_capacity(shared.class_size(class)))
+                found.unwrap_or_else(|| Box::new(BytesMut::with_capacity(shared.class_size(class))))
             }
             None => {
                 shared.oversize.fetch_add(1, Ordering::Relaxed);
-                BytesMut::with_capacity(size)
+                Box::new(BytesMut::with_capacity(size))
             }
         };
         PooledBuf {
@@ -679,7 +684,7 @@ impl LocalBufferPool {
     }
 
     #[inline]
-    fn put(&self, mut buf: BytesMut) {
+    fn put(&self, mut buf: Slot) {
         let shared = &*self.shared;
         buf.clear();
         let Some(class) = shared.reusable_class(&mut buf) else {
@@ -716,7 +721,7 @@ impl fmt::Debug for LocalBufferPool {
 /// `&mut *buf`. [`freeze`](Self::freeze) and [`into_inner`](Self::into_inner)
 /// take the bytes out of the pool for good.
 pub struct PooledBuf<'a> {
-    buf: Option<BytesMut>,
+    buf: Option<Slot>,
     home: Home<'a>,
 }
 
@@ -724,7 +729,7 @@ impl PooledBuf<'_> {
     /// Takes the buffer out of the pool: it will not be returned.
     pub fn into_inner(mut self) -> BytesMut {
         self.home = Home::Detached;
-        self.buf.take().unwrap_or_default()
+        self.buf.take().map(|b| *b).unwrap_or_default()
     }
 
     /// Freezes the contents into [`Bytes`] (the memory leaves the pool).
@@ -738,7 +743,7 @@ impl Deref for PooledBuf<'_> {
     #[inline]
     fn deref(&self) -> &BytesMut {
         match &self.buf {
-            Some(b) => b,
+            Some(b) => &**b,
             None => unreachable!("a PooledBuf holds its buffer until dropped"),
         }
     }
@@ -748,7 +753,7 @@ impl DerefMut for PooledBuf<'_> {
     #[inline]
     fn deref_mut(&mut self) -> &mut BytesMut {
         match &mut self.buf {
-            Some(b) => b,
+            Some(b) => &mut **b,
             None => unreachable!("a PooledBuf holds its buffer until dropped"),
         }
     }
