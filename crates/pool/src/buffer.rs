@@ -414,8 +414,15 @@ fn next_shard() -> usize {
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
+#[cfg(not(kuai_loom))]
 thread_local! {
     static CACHES: RefCell<Vec<LocalCache>> = const { RefCell::new(Vec::new()) };
+}
+
+// loom's macro takes no `const { }` initialiser.
+#[cfg(kuai_loom)]
+thread_local! {
+    static CACHES: RefCell<Vec<LocalCache>> = RefCell::new(Vec::new());
 }
 
 /// Runs `f` with this thread's cache for `shared`, creating it if needed.
