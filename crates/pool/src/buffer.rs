@@ -750,7 +750,7 @@ impl Deref for PooledBuf<'_> {
     #[inline]
     fn deref(&self) -> &BytesMut {
         match &self.buf {
-            Some(b) => &**b,
+            Some(b) => b,
             None => unreachable!("a PooledBuf holds its buffer until dropped"),
         }
     }
@@ -760,7 +760,7 @@ impl DerefMut for PooledBuf<'_> {
     #[inline]
     fn deref_mut(&mut self) -> &mut BytesMut {
         match &mut self.buf {
-            Some(b) => &mut **b,
+            Some(b) => b,
             None => unreachable!("a PooledBuf holds its buffer until dropped"),
         }
     }
