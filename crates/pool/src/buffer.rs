@@ -308,7 +308,6 @@ struct LocalCache {
     home: Weak<Shared>,
     shard: usize,
     lease: usize,
-    held: usize,
     lists: Vec<Vec<Slot>>,
     /// Padded: two threads' counters must not share a cache line.
     stats: Arc<CachePadded<ThreadStats>>,
@@ -327,7 +326,6 @@ impl LocalCache {
             home: downgrade(shared),
             shard: next_shard(),
             lease: 0,
-            held: 0,
             lists: (0..shared.classes).map(|_| Vec::new()).collect(),
             stats,
         }
@@ -337,7 +335,6 @@ impl LocalCache {
     fn get(&mut self, shared: &Shared, class: usize) -> Option<Slot> {
         if let Some(buf) = self.lists[class].pop() {
             let cap = buf.capacity();
-            self.held -= cap;
             self.stats.held.sub(cap as u64);
             self.stats.hits.add(1);
             return Some(buf);
@@ -354,15 +351,16 @@ impl LocalCache {
     #[inline]
     fn put(&mut self, shared: &Shared, class: usize, buf: Slot) {
         let cap = buf.capacity();
+        let held = self.held();
         let list_has_room = self.lists[class].len() < shared.thread_cache_buffers;
-        if list_has_room && self.held + cap <= self.lease {
+        if list_has_room && held + cap <= self.lease {
             self.keep(class, buf);
             return;
         }
-        if list_has_room && self.held + cap <= shared.thread_cache_bytes {
+        if list_has_room && held + cap <= shared.thread_cache_bytes {
             // Grow the lease: at least what is needed, a quarter of the
             // thread budget at once so this stays rare.
-            let want = (self.held + cap - self.lease)
+            let want = (held + cap - self.lease)
                 .max(shared.thread_cache_bytes / 4)
                 .min(shared.thread_cache_bytes - self.lease);
             if shared.try_charge(want) {
@@ -374,10 +372,15 @@ impl LocalCache {
         shared.push_shared(class, self.shard, buf);
     }
 
+    /// Bytes in this cache's lists (its thread is the only writer).
+    #[inline]
+    fn held(&self) -> usize {
+        self.stats.held.get() as usize
+    }
+
     #[inline]
     fn keep(&mut self, class: usize, buf: Slot) {
         let cap = buf.capacity();
-        self.held += cap;
         self.stats.held.add(cap as u64);
         self.lists[class].push(buf);
     }
@@ -394,7 +397,7 @@ impl LocalCache {
                 shared.push_shared(class, self.shard, buf);
             }
         }
-        self.held = 0;
+        self.stats.held.sub(self.stats.held.get());
         let mut retired = lock(&shared.retired);
         retired.hits += self.stats.hits.get();
         retired.misses += self.stats.misses.get();
@@ -713,7 +716,7 @@ impl LocalBufferPool {
 
 impl fmt::Debug for LocalBufferPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let held = self.cache.try_borrow().map(|c| c.held).ok();
+        let held = self.cache.try_borrow().map(|c| c.held()).ok();
         f.debug_struct("LocalBufferPool")
             .field("held_bytes", &held)
             .finish()
