@@ -4,7 +4,8 @@
 //! waiters. A released connection (or a freed slot) is handed straight to
 //! the oldest waiter, so no newcomer can barge past a waiter and nobody
 //! starves. The fast path — an idle connection that needs no health check —
-//! takes the lock once, reads the clock at most once and arms no timer.
+//! takes the lock once, reads the coarse clock at most once and arms no
+//! timer.
 //!
 //! Every slot is owned by exactly one thing at a time — an idle entry, a
 //! checked-out [`PooledConn`], an acquire in the middle of connecting or
@@ -18,7 +19,7 @@ use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
-use kuai_core::{Clock, Manager, SystemClock};
+use kuai_core::{Clock, Manager};
 use tokio::sync::oneshot;
 
 use crate::error::{PoolError, PoolResult};
@@ -76,7 +77,7 @@ pub struct ConnPoolBuilder<M> {
     max_lifetime: Option<Duration>,
     idle_timeout: Option<Duration>,
     order: Order,
-    clock: Arc<dyn Clock>,
+    clock: Option<Arc<dyn Clock>>,
 }
 
 impl<M> fmt::Debug for ConnPoolBuilder<M> {
@@ -145,10 +146,13 @@ impl<M: Manager + 'static> ConnPoolBuilder<M> {
         self.order = o;
         self
     }
-    /// The clock for lifetimes, idle timeouts and the check window
-    /// (default: the system clock). The acquire timeout uses tokio's timer.
+    /// The clock for lifetimes, idle timeouts and the check window.
+    /// Default: the coarse monotonic clock (`CLOCK_MONOTONIC_COARSE` on
+    /// Linux: a few ms of resolution, a fraction of the cost of a precise
+    /// read, which matters on the checkout fast path). The acquire timeout
+    /// always uses tokio's timer.
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
-        self.clock = Arc::new(clock);
+        self.clock = Some(Arc::new(clock));
         self
     }
 
@@ -225,7 +229,13 @@ impl<M: Manager + 'static> ConnPoolBuilder<M> {
                 order: self.order,
                 needs_clock,
             },
-            clock: self.clock,
+            clock: match self.clock {
+                Some(clock) => Ticks::Clock {
+                    base: clock.now(),
+                    clock,
+                },
+                None => Ticks::Coarse,
+            },
             state: Mutex::new(State {
                 idle: VecDeque::with_capacity(self.max_size.min(4096)),
                 size: 0,
@@ -310,12 +320,66 @@ pub struct ConnStatus {
     pub stats: ConnStats,
 }
 
+/// A point in pool time: nanoseconds on the pool's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Tick(u64);
+
+impl Tick {
+    #[inline]
+    fn saturating_duration_since(self, earlier: Tick) -> Duration {
+        Duration::from_nanos(self.0.saturating_sub(earlier.0))
+    }
+}
+
+/// Where pool time comes from.
+enum Ticks {
+    /// The coarse monotonic clock (the default).
+    Coarse,
+    /// A [`Clock`] given to the builder (tests drive a `ManualClock`).
+    Clock {
+        clock: Arc<dyn Clock>,
+        base: Instant,
+    },
+}
+
+impl Ticks {
+    #[inline]
+    fn now(&self) -> Tick {
+        match self {
+            Ticks::Coarse => Tick(coarse_nanos()),
+            Ticks::Clock { clock, base } => {
+                let d = clock.now().saturating_duration_since(*base);
+                Tick(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            }
+        }
+    }
+}
+
+/// `CLOCK_MONOTONIC_COARSE`, read through the vDSO: no TSC read.
+#[cfg(target_os = "linux")]
+#[inline]
+fn coarse_nanos() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    let secs = u64::try_from(t.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(t.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
+/// Elsewhere: the precise monotonic clock.
+#[cfg(not(target_os = "linux"))]
+#[inline]
+fn coarse_nanos() -> u64 {
+    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let base = *BASE.get_or_init(Instant::now);
+    u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
 struct Entry<R> {
     conn: R,
-    created: Instant,
+    created: Tick,
     /// When it was last checked out, checked, or (with an idle timeout)
     /// returned.
-    last_used: Instant,
+    last_used: Tick,
 }
 
 enum Handoff<R> {
@@ -336,7 +400,7 @@ struct State<R> {
 struct Inner<M: Manager> {
     manager: M,
     cfg: Config,
-    clock: Arc<dyn Clock>,
+    clock: Ticks,
     state: Mutex<State<M::Resource>>,
 }
 
@@ -409,7 +473,7 @@ impl<M: Manager + 'static> ConnPool<M> {
             max_lifetime: None,
             idle_timeout: None,
             order: Order::Lifo,
-            clock: Arc::new(SystemClock),
+            clock: None,
         }
     }
 }
@@ -556,14 +620,14 @@ impl<M: Manager> Drop for Waiting<'_, M> {
 /// A connection being handed to the caller.
 struct Live<R> {
     conn: R,
-    created: Instant,
-    last_used: Instant,
+    created: Tick,
+    last_used: Tick,
     temporary: bool,
 }
 
 impl<M: Manager> Inner<M> {
     #[inline]
-    fn now(&self) -> Option<Instant> {
+    fn now(&self) -> Option<Tick> {
         self.cfg.needs_clock.then(|| self.clock.now())
     }
 
@@ -604,7 +668,7 @@ impl<M: Manager> Inner<M> {
 
     /// Whether an idle entry must be closed (`Err`) or checked first.
     #[inline]
-    fn verdict(&self, e: &Entry<M::Resource>, now: Option<Instant>) -> Result<bool, ()> {
+    fn verdict(&self, e: &Entry<M::Resource>, now: Option<Tick>) -> Result<bool, ()> {
         let Some(now) = now else {
             return Ok(self.cfg.check == CheckOnCheckout::Always);
         };
