@@ -397,7 +397,7 @@ fn tiny(i: usize) {
 }
 
 fn bench_threads(s: &mut Section) {
-    let runs = s.pick(2, 3);
+    let runs = s.pick(2, 2);
     let n = s.pick(200_000, 1_000_000);
     let threads = 2;
     let ours = ThreadPool::builder()
@@ -866,9 +866,9 @@ fn redis_tasks(
 
 fn bench_redis(s: &mut Section) {
     let (tasks, conns) = (64usize, 16usize);
-    let ops = s.pick(100, 400);
+    let ops = s.pick(100, 200);
     let total = tasks * ops;
-    let runs = s.pick(3, 5);
+    let runs = s.pick(3, 3);
     let label = format!("Redis PING through the pool, {tasks} tasks, {conns} conns");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
