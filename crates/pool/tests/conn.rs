@@ -495,3 +495,63 @@ mod props {
         }
     }
 }
+
+/// Many tasks on two threads get, hold, break and abandon connections
+/// (including cancelling acquires mid-wait); afterwards every slot is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_churn_leaks_no_slot() {
+    let m = Arc::new(Numbers::default());
+    let pool = build(
+        builder(&m)
+            .max_size(4)
+            .acquire_timeout(Duration::from_millis(50))
+            .check_on_checkout(CheckOnCheckout::Always)
+            .exhaustion(Exhaustion::Temporary { max_extra: 1 }),
+    );
+    let mut tasks = Vec::new();
+    for t in 0..32u64 {
+        let pool = pool.clone();
+        let m = Arc::clone(&m);
+        tasks.push(tokio::spawn(async move {
+            let mut x = t.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+            for _ in 0..100 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                match x % 5 {
+                    // Give up on the acquire almost at once: a cancelled wait.
+                    0 => {
+                        let _ = tokio::time::timeout(Duration::from_micros(10), pool.get()).await;
+                    }
+                    1 => {
+                        if let Ok(mut c) = pool.get().await {
+                            c.mark_broken();
+                        }
+                    }
+                    2 => {
+                        if let Ok(c) = pool.get().await {
+                            m.kill(*c);
+                        }
+                    }
+                    _ => {
+                        if let Ok(c) = pool.get().await {
+                            assert!(!m.is_dead(*c), "dead connection handed out");
+                            tokio::task::yield_now().await;
+                            drop(c);
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        assert!(t.await.is_ok(), "a task panicked");
+    }
+    let s = pool.status();
+    assert_eq!(s.in_use, 0, "{s:?}");
+    assert_eq!((s.waiting, s.temporary), (0, 0), "{s:?}");
+    assert!(s.size <= 4);
+    assert_eq!(s.size, s.idle);
+    // And the pool still works.
+    assert!(pool.get().await.is_ok());
+}
