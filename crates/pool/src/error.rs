@@ -22,6 +22,9 @@ pub enum PoolError {
     /// No isolation group of that name exists.
     #[error("no isolation group named {0:?}")]
     UnknownGroup(String),
+    /// A task submitted with `ThreadPool::submit` panicked.
+    #[error("task panicked")]
+    Panicked,
     /// The manager failed to open or check a resource.
     #[error("backend failed: {0}")]
     Backend(#[source] kuai_core::Error),
@@ -37,6 +40,7 @@ impl From<PoolError> for kuai_core::Error {
             PoolError::Rejected(_) => Error::new(ErrorKind::Overloaded, message),
             PoolError::Closed => Error::new(ErrorKind::Closed, message),
             PoolError::UnknownGroup(_) => Error::new(ErrorKind::NotFound, message),
+            PoolError::Panicked => Error::new(ErrorKind::Backend, message),
             PoolError::Backend(source) => {
                 // Keep the manager's own kind (a connect that timed out is a
                 // Timeout), and its message as the source.
@@ -66,6 +70,7 @@ mod tests {
             (PoolError::Rejected("full"), ErrorKind::Overloaded),
             (PoolError::Closed, ErrorKind::Closed),
             (PoolError::UnknownGroup("g".into()), ErrorKind::NotFound),
+            (PoolError::Panicked, ErrorKind::Backend),
             (
                 PoolError::Backend(kuai_core::Error::backend("redis", "refused")),
                 ErrorKind::Backend,

@@ -86,8 +86,8 @@ pub use redis;
 #[cfg(feature = "redis")]
 pub use redis_manager::{RedisConn, RedisManager};
 pub use thread::{
-    IsolatedPools, IsolatedPoolsBuilder, Job, RejectionPolicy, ThreadPool, ThreadPoolBuilder,
-    ThreadPoolMetrics,
+    IsolatedPools, IsolatedPoolsBuilder, Job, RejectionPolicy, TaskHandle, ThreadPool,
+    ThreadPoolBuilder, ThreadPoolMetrics,
 };
 /// The `tokio-postgres` crate, as used by [`PostgresManager`].
 #[cfg(feature = "postgres")]

@@ -33,6 +33,30 @@ impl fmt::Debug for Job {
     }
 }
 
+/// The result of a task started with [`ThreadPool::submit`].
+#[derive(Debug)]
+pub struct TaskHandle<R> {
+    rx: std::sync::mpsc::Receiver<PoolResult<R>>,
+}
+
+impl<R> TaskHandle<R> {
+    /// Waits for the task: its value, [`PoolError::Panicked`], or
+    /// [`PoolError::Closed`] if it will never run (handed back by
+    /// `shutdown_now` and dropped, or discarded by the rejection policy).
+    pub fn join(self) -> PoolResult<R> {
+        self.rx.recv().unwrap_or(Err(PoolError::Closed))
+    }
+
+    /// Like [`join`](Self::join), giving up after `timeout` (`None`).
+    pub fn join_timeout(&self, timeout: Duration) -> Option<PoolResult<R>> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(r) => Some(r),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Some(Err(PoolError::Closed)),
+        }
+    }
+}
+
 /// What `execute` does when the queue is full and `max` threads are busy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RejectionPolicy {
@@ -277,6 +301,34 @@ impl ThreadPool {
         F: FnOnce() + Send + 'static,
     {
         self.handle.inner.execute(Job(Box::new(task)))
+    }
+
+    /// Like [`execute`](Self::execute), but returns a handle to the task's
+    /// result. A panic in the task is reported by the handle (and still
+    /// counted in `metrics().panicked`).
+    ///
+    /// ```
+    /// let pool = kuai_pool::ThreadPool::builder().core_threads(1).max_threads(1).build()?;
+    /// let answer = pool.submit(|| 6 * 7)?;
+    /// assert_eq!(answer.join()?, 42);
+    /// # Ok::<(), kuai_pool::PoolError>(())
+    /// ```
+    pub fn submit<F, R>(&self, task: F) -> PoolResult<TaskHandle<R>>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.execute(move || match catch_unwind(AssertUnwindSafe(task)) {
+            Ok(r) => {
+                let _ = tx.send(Ok(r));
+            }
+            Err(payload) => {
+                let _ = tx.send(Err(PoolError::Panicked));
+                std::panic::resume_unwind(payload);
+            }
+        })?;
+        Ok(TaskHandle { rx })
     }
 
     /// Stops accepting tasks; queued tasks still run. Does not wait.
@@ -792,6 +844,33 @@ mod tests {
         let m = p.metrics();
         assert_eq!((m.panicked, m.pool_size), (1, 1));
         assert_eq!(m.largest_pool_size, 1, "no replacement thread was needed");
+    }
+
+    #[test]
+    fn submit_returns_values_panics_and_dropped_tasks() {
+        let p = pool(1, 1, 10, RejectionPolicy::Discard);
+        let ok = p.submit(|| 6 * 7).map(TaskHandle::join);
+        assert_eq!(ok.ok().and_then(|r| r.ok()), Some(42));
+        let boom = p.submit(|| -> u8 { panic!("boom (expected by the test)") });
+        assert!(matches!(
+            boom.map(TaskHandle::join),
+            Ok(Err(PoolError::Panicked))
+        ));
+        let (g, wait) = gate();
+        assert!(p.execute(wait).is_ok());
+        let queued = p.submit(|| 1);
+        // The worker may still be unwinding the panic, so the gate may be
+        // queued too; either way `queued` never started.
+        let left = p.shutdown_now();
+        assert!(!left.is_empty());
+        drop(left);
+        assert!(matches!(
+            queued.map(TaskHandle::join),
+            Ok(Err(PoolError::Closed))
+        ));
+        open(&g);
+        assert!(p.await_termination(Duration::from_secs(10)));
+        assert_eq!(p.metrics().panicked, 1);
     }
 
     #[test]
