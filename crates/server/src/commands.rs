@@ -125,6 +125,8 @@ pub struct Db {
     /// kuai-cache as the eviction policy under `maxmemory` with
     /// `allkeys-lru` / `allkeys-lfu`.
     pub eviction: Option<EvictionIndex>,
+    /// Connection read buffers come from (and return to) this pool.
+    pub buffers: kuai::pool::BufferPool,
     started: std::time::Instant,
 }
 
@@ -462,6 +464,7 @@ impl Db {
             settings,
             stats: ServerStats::default(),
             eviction: None,
+            buffers: kuai::pool::BufferPool::new(),
             started: std::time::Instant::now(),
         }
     }
@@ -1617,10 +1620,14 @@ impl Db {
             t.push_str("\r\n");
         }
         if want("kuai") {
+            let b = self.buffers.stats();
             let _ = write!(
                 t,
-                "# Kuai\r\nkeyspace_shards:{}\r\nkeyspace:sharded-hashtable\r\nreactor:tokio-current-thread-per-core\r\n\r\n",
-                self.ks.shard_count()
+                "# Kuai\r\nkeyspace_shards:{}\r\nkeyspace:sharded-hashtable\r\nevent_loops:tokio-current-thread-per-core\r\nbuffer_pool_hits:{}\r\nbuffer_pool_misses:{}\r\nbuffer_pool_bytes:{}\r\n\r\n",
+                self.ks.shard_count(),
+                b.hits,
+                b.misses,
+                b.bytes_pooled
             );
         }
         while t.ends_with("\r\n\r\n") {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::Buf;
 use kuai::core::{Clock, SystemClock};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -179,7 +179,10 @@ impl Server {
                             return;
                         }
                     };
-                    rt.block_on(async move {
+                    // A LocalSet: connections never leave their thread, so
+                    // their state (pooled buffers included) need not be Send.
+                    let local = tokio::task::LocalSet::new();
+                    local.block_on(&rt, async move {
                         let Ok(listener) = TcpListener::from_std(l) else {
                             return;
                         };
@@ -189,7 +192,7 @@ impl Server {
                                 r = listener.accept() => {
                                     if let Ok((sock, _)) = r {
                                         let id = next_id.fetch_add(1, Ordering::Relaxed);
-                                        tokio::spawn(serve(db.clone(), sock, id));
+                                        tokio::task::spawn_local(serve(db.clone(), sock, id));
                                     }
                                 }
                             }
@@ -279,7 +282,9 @@ async fn serve(db: Arc<Db>, mut sock: TcpStream, id: u64) {
     }
     let mut sess = Session::new(id, db.settings.requirepass.is_none());
     let mut parser = RequestParser::new(db.settings.limits);
-    let mut rbuf = BytesMut::with_capacity(16 * 1024);
+    // Read buffers are pooled (kuai-pool): a new connection reuses one a
+    // closed connection returned.
+    let mut rbuf = db.buffers.get_owned(16 * 1024);
     let mut out = ReplyBuf::new(Protocol::Resp2);
     let mut ranges = Vec::with_capacity(8);
     loop {
@@ -287,7 +292,7 @@ async fn serve(db: Arc<Db>, mut sock: TcpStream, id: u64) {
             let want = parser.wanted(rbuf.len()).min(1 << 20);
             rbuf.reserve(want.max(16 * 1024));
         }
-        match sock.read_buf(&mut rbuf).await {
+        match sock.read_buf(&mut *rbuf).await {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
@@ -297,7 +302,7 @@ async fn serve(db: Arc<Db>, mut sock: TcpStream, id: u64) {
         {
             // Arguments are slices of the read buffer: no copy, no
             // reference counting, one small vector per read.
-            let buf: &[u8] = &rbuf;
+            let buf: &[u8] = &rbuf[..];
             let mut args: Vec<&[u8]> = Vec::with_capacity(8);
             loop {
                 let flow = match parser.next_in(buf, &mut ranges) {

@@ -113,6 +113,8 @@ fn string_commands_happy_paths() {
     assert_eq!(q::<String>(c, &["SELECT", "0"]).unwrap(), "OK");
     let info: String = q(c, &["INFO"]).unwrap();
     assert!(info.contains("# Keyspace") && info.contains("db0:keys=8"));
+    let all: String = q(c, &["INFO", "all"]).unwrap();
+    assert!(all.contains("buffer_pool_misses:") && all.contains("keyspace_shards:64"));
     assert!(q::<i64>(c, &["COMMAND", "COUNT"]).unwrap() > 40);
     assert!(matches!(
         q::<Value>(c, &["COMMAND", "DOCS", "get"]).unwrap(),
