@@ -1,11 +1,12 @@
-//! `kuai-queue`: Bounded queues with flow control, an in-process broker, a durable log and half messages.
+//! `kuai-queue`: bounded queues with flow control, a crash-safe durable log,
+//! and (being built) an in-process broker with transactional half messages.
 //!
-//! This crate is being built; see the project's issue tracker for its scope.
-//! Today it only re-exports the shared error type it will use.
-//!
-//! ```
-//! let _kind = kuai_queue::Error::closed("not built yet").kind();
-//! ```
+//! Work in progress; see the module docs.
 #![forbid(unsafe_code)]
 
+mod error;
+pub mod log;
+
+pub use error::{QueueError, QueueResult};
+/// The shared error type every crate's error converts into.
 pub use kuai_core::Error;
