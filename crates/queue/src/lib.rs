@@ -4,9 +4,14 @@
 //! Work in progress; see the module docs.
 #![forbid(unsafe_code)]
 
+mod buffer;
 mod error;
 pub mod log;
+pub mod request;
+mod waiters;
 
+pub use buffer::{BufferQueue, RecvFuture, SendFuture};
 pub use error::{QueueError, QueueResult};
 /// The shared error type every crate's error converts into.
 pub use kuai_core::Error;
+pub use request::{Permit, RequestQueue, RequestQueueBuilder, RequestStats};

@@ -441,6 +441,14 @@ impl Log {
         self.append(payload)?.durable().await
     }
 
+    /// Blocks until `offset` is durable (readable) or `timeout` passes;
+    /// returns whether it is. Consumers tailing the log use it as a long poll.
+    pub fn wait_readable(&self, offset: u64, timeout: Duration) -> bool {
+        self.shared
+            .wait_durable(offset, Some(Instant::now() + timeout))
+            .is_ok()
+    }
+
     /// Reads the record at `offset`.
     pub fn read(&self, offset: u64) -> QueueResult<Record> {
         let mut v = self.read_from(offset, 1)?;
