@@ -8,6 +8,7 @@ mod buffer;
 mod error;
 pub mod log;
 pub mod request;
+pub mod task;
 mod waiters;
 
 pub use buffer::{BufferQueue, RecvFuture, SendFuture};
