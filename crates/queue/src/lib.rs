@@ -4,6 +4,7 @@
 //! Work in progress; see the module docs.
 #![forbid(unsafe_code)]
 
+pub mod broker;
 mod buffer;
 mod error;
 pub mod log;
