@@ -8,6 +8,8 @@ pub mod broker;
 mod buffer;
 mod error;
 pub mod log;
+#[cfg(feature = "nats")]
+pub mod nats;
 pub mod request;
 pub mod task;
 mod waiters;
