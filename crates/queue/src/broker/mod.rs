@@ -5,14 +5,14 @@
 //! messages with check-back (see [`TransactionChecker`]).
 //!
 //! # Durability
-//! [`Broker::open`] keeps a journal in one shared [`Log`] (RocketMQ's
+//! [`BrokerBuilder::open`] keeps a journal in one shared [`Log`] (RocketMQ's
 //! design: one commit log for every topic, so throughput does not fall as
 //! topics multiply): publishes, half messages, commits, rollbacks,
 //! check-back counts and committed offsets. A publish returns only after its
 //! journal record is fsynced (group commit). On restart the journal is
 //! replayed: messages, pending half messages and committed offsets come
 //! back; unacknowledged deliveries are redelivered (at-least-once).
-//! [`Broker::in_memory`] keeps everything in memory.
+//! [`BrokerBuilder::in_memory`] keeps everything in memory.
 //!
 //! # Ordering
 //! Messages with a key go to partition `hash(key) % partitions`. Within a
