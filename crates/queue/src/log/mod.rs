@@ -58,7 +58,10 @@ pub enum SyncPolicy {
     PerRecord,
     /// Group commit: a flusher thread batches records from all appenders.
     Group {
-        /// The longest a record waits before its batch is written and synced.
+        /// The longest a record waits before its batch is written and
+        /// synced. The flusher lingers this long only under concurrent load
+        /// (the previous batch held more than one record); a lone writer's
+        /// record is synced at once.
         max_latency: Duration,
         /// A batch is flushed early once this many bytes are pending.
         max_batch_bytes: usize,
@@ -218,6 +221,9 @@ struct Pending {
     next_offset: u64,
     first_at: Option<Instant>,
     failed: Option<String>,
+    /// Records in the previous batch: 1 means low load, so the flusher
+    /// does not linger.
+    last_batch: u64,
 }
 
 struct Writer {
@@ -294,6 +300,7 @@ impl Log {
                 next_offset: next,
                 first_at: None,
                 failed: None,
+                last_batch: 0,
             }),
             pending_cv: Condvar::new(),
             space_cv: Condvar::new(),
@@ -838,7 +845,15 @@ fn flusher_loop(sh: &Shared) {
                         .unwrap_or_else(PoisonError::into_inner);
                     continue;
                 }
-                let due = p.first_at.map_or(Instant::now(), |t| t + max_latency);
+                // Adaptive linger: under concurrent load wait up to
+                // `max_latency` for more records; a lone writer is synced
+                // at once (like PostgreSQL's commit_delay/commit_siblings).
+                let linger = if p.last_batch > 1 {
+                    max_latency
+                } else {
+                    Duration::ZERO
+                };
+                let due = p.first_at.map_or(Instant::now(), |t| t + linger);
                 let now = Instant::now();
                 if now >= due || p.buf.len() >= max_batch_bytes || sh.closed.load(Ordering::Acquire)
                 {
@@ -855,6 +870,7 @@ fn flusher_loop(sh: &Shared) {
             p.first_at = None;
             let first = p.first_offset;
             p.first_offset = p.next_offset;
+            p.last_batch = p.next_offset - first;
             (batch, first, p.next_offset)
         };
         sh.space_cv.notify_all();
