@@ -64,8 +64,8 @@
 //! never acknowledged).
 #![forbid(unsafe_code)]
 
-mod buffer;
 pub mod broker;
+mod buffer;
 mod error;
 pub mod log;
 #[cfg(feature = "nats")]

@@ -246,3 +246,35 @@ fn write_errors_are_never_acknowledged() {
         assert_eq!(core.kind(), kuai_core::ErrorKind::Backend);
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+    /// Arbitrary segment bytes: opening and reading report errors, never panic.
+    #[test]
+    fn arbitrary_segments_never_panic(
+        sealed in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+        active in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+        valid_prefix in 0usize..5,
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut seg0 = Vec::new();
+        for i in 0..valid_prefix as u64 {
+            record::encode(&mut seg0, i, 0, &[i as u8; 3]);
+        }
+        seg0.extend_from_slice(&sealed);
+        fs::write(segment::log_path(dir.path(), 0), &seg0).expect("write");
+        let mut seg1 = Vec::new();
+        record::encode(&mut seg1, 10, 0, b"ok");
+        seg1.extend_from_slice(&active);
+        fs::write(segment::log_path(dir.path(), 10), &seg1).expect("write");
+        let log = Log::builder(dir.path()).max_record_bytes(4096).open().expect("open");
+        proptest::prop_assert!(log.end_offset() >= 11);
+        for off in 0..log.end_offset() {
+            let r = log.read(off);
+            if off < valid_prefix as u64 || off == 10 {
+                proptest::prop_assert!(r.is_ok(), "offset {} {:?}", off, r);
+            }
+        }
+        proptest::prop_assert_eq!(log.append_sync(b"x").expect("append"), log.end_offset() - 1);
+    }
+}
