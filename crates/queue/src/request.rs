@@ -5,8 +5,10 @@
 //! * a bounded wait queue: **overload protection** rejects with `Overloaded`
 //!   when it is full instead of letting latency grow without bound,
 //! * **deadline dropping**: a request whose deadline passed while it waited
-//!   is dropped before it is served (its caller gets [`QueueError::Expired`]),
-//!   so the service spends its capacity only on requests someone still waits for,
+//!   — or that can no longer finish in time, judged by a moving average of
+//!   recent service times — is dropped before it is served (its caller gets
+//!   [`QueueError::Expired`]), so the service spends its capacity only on
+//!   requests someone still waits for,
 //! * counters of every outcome ([`RequestStats`]).
 
 use std::collections::VecDeque;
@@ -72,6 +74,7 @@ impl RequestQueueBuilder {
                     next_id: 0,
                 }),
                 stats: Counters::default(),
+                service_ns: AtomicU64::new(0),
                 cfg: self,
             }),
         }
@@ -110,6 +113,8 @@ struct Inner {
     cfg: RequestQueueBuilder,
     state: Mutex<State>,
     stats: Counters,
+    /// Moving average of service time in ns (0 until the first finish).
+    service_ns: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -151,6 +156,7 @@ pub struct RequestQueue {
 pub struct Permit {
     inner: Arc<Inner>,
     deadline: Option<Instant>,
+    started: Instant,
 }
 
 impl RequestQueue {
@@ -301,6 +307,7 @@ impl RequestQueue {
         Permit {
             inner: Arc::clone(&self.inner),
             deadline,
+            started: self.inner.cfg.clock.now(),
         }
     }
 }
@@ -331,9 +338,19 @@ impl Drop for Cancel<'_> {
 impl Permit {
     /// Marks the request finished (counted as served or served late).
     pub fn finish(self) {
-        let late = self
-            .deadline
-            .is_some_and(|d| self.inner.cfg.clock.now() > d);
+        let now = self.inner.cfg.clock.now();
+        let took = now.saturating_duration_since(self.started).as_nanos() as u64;
+        let _ = self
+            .inner
+            .service_ns
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |avg| {
+                Some(if avg == 0 {
+                    took.max(1)
+                } else {
+                    avg - avg / 8 + took / 8
+                })
+            });
+        let late = self.deadline.is_some_and(|d| now > d);
         let c = if late {
             &self.inner.stats.served_late
         } else {
@@ -380,7 +397,10 @@ impl Inner {
     /// Frees a slot: hands it to the first live waiter, dropping expired
     /// ones first when deadline dropping is on.
     fn release(&self) {
-        let now = self.cfg.clock.now();
+        // A waiter is hopeless if it cannot finish before its deadline at
+        // the recent average service time.
+        let now =
+            self.cfg.clock.now() + Duration::from_nanos(self.service_ns.load(Ordering::Relaxed));
         let mut st = self.lock();
         while let Some(w) = st.queue.pop_front() {
             if self.cfg.drop_expired && w.deadline.is_some_and(|d| now > d) {
@@ -493,6 +513,32 @@ mod tests {
             drop(p);
             assert_eq!(waiting.await.expect("join").expect("served"), 1);
             assert_eq!(rq.stats().served_late, 1);
+        });
+    }
+
+    #[test]
+    fn requests_that_cannot_finish_in_time_are_dropped() {
+        let clock = ManualClock::new();
+        rt().block_on(async {
+            let rq = RequestQueue::builder()
+                .max_concurrency(1)
+                .clock(Arc::new(clock.clone()))
+                .build();
+            // One request teaches the queue that service takes 10 s.
+            let p = rq.try_acquire(None).expect("free");
+            clock.advance(Duration::from_secs(10));
+            p.finish();
+            let p = rq.try_acquire(None).expect("free");
+            let rq2 = rq.clone();
+            let dl = clock.now() + Duration::from_secs(5);
+            let waiting = tokio::spawn(async move { rq2.call(Some(dl), async {}).await });
+            tokio::task::yield_now().await;
+            drop(p); // 5 s left < 10 s of service: dropped, not served
+            assert!(matches!(
+                waiting.await.expect("join"),
+                Err(QueueError::Expired)
+            ));
+            assert_eq!(rq.stats().dropped_expired, 1);
         });
     }
 
