@@ -11,16 +11,13 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crossbeam_queue::ArrayQueue;
-use crossbeam_utils::Backoff;
 use kuai_core::{PushError, TryQueue};
 
 use crate::error::QueueError;
+use crate::sync::{Arc, AtomicUsize, Backoff, Ordering, Ring, thread};
 use crate::waiters::{Registration, WaitList};
 
 const CLOSED: usize = 1;
@@ -43,7 +40,7 @@ pub struct BufferQueue<T> {
 }
 
 struct Inner<T> {
-    ring: ArrayQueue<T>,
+    ring: Ring<T>,
     /// Bit 0: closed.
     state: AtomicUsize,
     not_empty: WaitList,
@@ -73,7 +70,7 @@ impl<T> BufferQueue<T> {
     pub fn new(capacity: usize) -> Self {
         BufferQueue {
             inner: Arc::new(Inner {
-                ring: ArrayQueue::new(capacity.max(1)),
+                ring: Ring::new(capacity.max(1)),
                 state: AtomicUsize::new(0),
                 not_empty: WaitList::default(),
                 not_full: WaitList::default(),
@@ -282,7 +279,7 @@ fn park(list: &WaitList, reg: &Registration, deadline: Option<Instant>) -> bool 
             return true;
         }
         match deadline {
-            None => std::thread::park(),
+            None => thread::park(),
             Some(dl) => {
                 let now = Instant::now();
                 if now >= dl {
@@ -292,10 +289,21 @@ fn park(list: &WaitList, reg: &Registration, deadline: Option<Instant>) -> bool 
                     }
                     return false;
                 }
-                std::thread::park_timeout(dl - now);
+                park_timeout(dl - now);
             }
         }
     }
+}
+
+#[cfg(not(kuai_loom))]
+fn park_timeout(d: Duration) {
+    thread::park_timeout(d);
+}
+
+/// loom has no timed park; timed waits are not modelled.
+#[cfg(kuai_loom)]
+fn park_timeout(_: Duration) {
+    thread::yield_now();
 }
 
 /// The future of [`BufferQueue::send_async`].

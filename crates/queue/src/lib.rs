@@ -71,6 +71,7 @@ pub mod log;
 #[cfg(feature = "nats")]
 pub mod nats;
 pub mod request;
+mod sync;
 pub mod task;
 mod waiters;
 

@@ -5,10 +5,11 @@
 //! queue's uncontended send/recv as cheap as the ring underneath it.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::PoisonError;
 use std::task::Waker;
-use std::thread::Thread;
+
+use crate::sync::thread::{self, Thread};
+use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 
 #[derive(Debug)]
 enum Wake {
@@ -24,7 +25,7 @@ struct Entry {
 }
 
 /// Waiters on one condition ("not empty" or "not full").
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct WaitList {
     entries: Mutex<VecDeque<Entry>>,
     len: AtomicUsize,
@@ -38,11 +39,21 @@ pub(crate) struct Registration {
     pub(crate) notified: Arc<AtomicBool>,
 }
 
+impl Default for WaitList {
+    fn default() -> Self {
+        WaitList {
+            entries: Mutex::new(VecDeque::new()),
+            len: AtomicUsize::new(0),
+            ids: AtomicU64::new(0),
+        }
+    }
+}
+
 impl WaitList {
     /// Registers the current thread. The caller must re-check its condition
     /// after this returns and before parking.
     pub(crate) fn register_thread(&self) -> Registration {
-        self.register(Wake::Thread(std::thread::current()))
+        self.register(Wake::Thread(thread::current()))
     }
 
     /// Registers an async task's waker.

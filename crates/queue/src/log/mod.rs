@@ -542,7 +542,12 @@ impl Log {
     }
 
     fn shutdown(&mut self) {
-        self.shared.closed.store(true, Ordering::Release);
+        {
+            // Set the flag under the lock the flusher checks it under, or the
+            // flusher could check, miss the notify, and sleep forever.
+            let _p = lock(&self.shared.pending);
+            self.shared.closed.store(true, Ordering::Release);
+        }
         self.shared.pending_cv.notify_all();
         self.shared.space_cv.notify_all();
         if let Some(h) = self.flusher.take() {
