@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use kuai_core::{PushError, TryQueue};
 
 use crate::error::QueueError;
-use crate::sync::{Arc, AtomicUsize, Backoff, Ordering, Ring, thread};
+use crate::sync::{Arc, AtomicUsize, Backoff, Ordering, Ring, load_sc, thread};
 use crate::waiters::{Registration, WaitList};
 
 const CLOSED: usize = 1;
@@ -126,7 +126,7 @@ impl<T> BufferQueue<T> {
                 // The push (a SeqCst CAS) is ordered before this load: if the
                 // close is not visible here, every receiver's final check
                 // after seeing the close will find our value.
-                if inner.state.load(Ordering::SeqCst) & CLOSED != 0 {
+                if load_sc(&inner.state) & CLOSED != 0 {
                     if let Some(v) = inner.ring.pop() {
                         return Err(PushError::Closed(v));
                     }
@@ -143,7 +143,7 @@ impl<T> BufferQueue<T> {
     pub fn try_recv(&self) -> Result<Option<T>, QueueError> {
         match self.pop() {
             Some(v) => Ok(Some(v)),
-            None if self.inner.state.load(Ordering::SeqCst) & CLOSED != 0 => match self.pop() {
+            None if load_sc(&self.inner.state) & CLOSED != 0 => match self.pop() {
                 Some(v) => Ok(Some(v)),
                 None => Err(QueueError::Closed),
             },

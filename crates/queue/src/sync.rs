@@ -16,6 +16,28 @@ pub(crate) use std::sync::{Arc, Mutex};
 #[cfg(not(kuai_loom))]
 pub(crate) use std::thread;
 
+/// A `SeqCst` load that loom can check. loom models `SeqCst` as `AcqRel`,
+/// which would make the store→load (Dekker) handshake between a waiter and
+/// a notifier look broken; an RMW reads the latest value in the location's
+/// modification order, which restores the guarantee in the model. Real
+/// builds use the plain `SeqCst` load (cheap on the hot path).
+#[inline]
+pub(crate) fn load_sc(a: &AtomicUsize) -> usize {
+    #[cfg(kuai_loom)]
+    return a.fetch_add(0, Ordering::SeqCst);
+    #[cfg(not(kuai_loom))]
+    return a.load(Ordering::SeqCst);
+}
+
+/// A `SeqCst` store that loom can check (an RMW under loom; see [`load_sc`]).
+#[inline]
+pub(crate) fn store_sc(a: &AtomicUsize, v: usize) {
+    #[cfg(kuai_loom)]
+    a.swap(v, Ordering::SeqCst);
+    #[cfg(not(kuai_loom))]
+    a.store(v, Ordering::SeqCst);
+}
+
 /// The bounded ring under the buffer queue.
 #[cfg(not(kuai_loom))]
 pub(crate) type Ring<T> = crossbeam_queue::ArrayQueue<T>;
@@ -63,13 +85,13 @@ impl<T> Ring<T> {
         Some(v)
     }
     pub(crate) fn is_empty(&self) -> bool {
-        self.count.load(Ordering::SeqCst) == 0
+        load_sc(&self.count) == 0
     }
     pub(crate) fn is_full(&self) -> bool {
-        self.count.load(Ordering::SeqCst) >= self.cap
+        load_sc(&self.count) >= self.cap
     }
     pub(crate) fn len(&self) -> usize {
-        self.count.load(Ordering::SeqCst)
+        load_sc(&self.count)
     }
     pub(crate) fn capacity(&self) -> usize {
         self.cap

@@ -9,7 +9,7 @@ use std::sync::PoisonError;
 use std::task::Waker;
 
 use crate::sync::thread::{self, Thread};
-use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering, load_sc, store_sc};
 
 #[derive(Debug)]
 enum Wake {
@@ -88,7 +88,7 @@ impl WaitList {
             notified: Arc::clone(&notified),
             wake,
         });
-        self.len.store(q.len(), Ordering::SeqCst);
+        store_sc(&self.len, q.len());
         drop(q);
         // The SeqCst store above and the SeqCst load in `notify_one`, with
         // the ring's SeqCst head/tail operations, guarantee that either the
@@ -104,7 +104,7 @@ impl WaitList {
             let mut q = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(i) = q.iter().position(|e| e.id == reg.id) {
                 q.remove(i);
-                self.len.store(q.len(), Ordering::SeqCst);
+                store_sc(&self.len, q.len());
                 return false;
             }
         }
@@ -114,13 +114,13 @@ impl WaitList {
     /// Wakes one waiter, if any.
     #[inline]
     pub(crate) fn notify_one(&self) {
-        if self.len.load(Ordering::SeqCst) == 0 {
+        if load_sc(&self.len) == 0 {
             return;
         }
         let entry = {
             let mut q = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
             let e = q.pop_front();
-            self.len.store(q.len(), Ordering::SeqCst);
+            store_sc(&self.len, q.len());
             e
         };
         if let Some(e) = entry {
@@ -136,7 +136,7 @@ impl WaitList {
     pub(crate) fn notify_all(&self) {
         let all: Vec<Entry> = {
             let mut q = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-            self.len.store(0, Ordering::SeqCst);
+            store_sc(&self.len, 0);
             q.drain(..).collect()
         };
         for e in all {

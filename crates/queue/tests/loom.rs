@@ -43,3 +43,22 @@ fn close_wakes_a_blocked_receiver_after_draining() {
         }
     });
 }
+
+#[test]
+fn two_blocked_producers_are_both_woken() {
+    loom::model(|| {
+        let q = BufferQueue::new(1);
+        let handles: Vec<_> = (0..2u32)
+            .map(|i| {
+                let tx = q.clone();
+                loom::thread::spawn(move || tx.send(i).expect("open"))
+            })
+            .collect();
+        let a = q.recv().expect("first");
+        let b = q.recv().expect("second");
+        assert_eq!(a + b, 1);
+        for h in handles {
+            h.join().expect("producer");
+        }
+    });
+}
