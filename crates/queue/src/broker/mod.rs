@@ -156,6 +156,11 @@ struct State {
     resolved: HashMap<TxId, TxState>,
     next_txid: TxId,
     round_robin: u64,
+    /// Journaled entries not yet applied, by journal offset: applied in
+    /// journal order once durable, so memory matches what a replay builds.
+    unapplied: BTreeMap<u64, Entry>,
+    /// Where applied publishes/commits landed, for their publishers.
+    placed: HashMap<u64, Option<(u32, u64)>>,
 }
 
 #[derive(Default)]
@@ -254,12 +259,9 @@ impl Broker {
         payload: &[u8],
     ) -> Result<(u32, u64), QueueError> {
         let msg = self.make_msg(topic, key, payload)?;
-        self.inner.append(&Entry::Publish(msg.clone()))?;
-        let mut st = self.inner.lock();
-        let offset = self.inner.insert(&mut st, msg.clone());
-        drop(st);
+        let placed = self.inner.journal_apply(Entry::Publish(msg))?;
         self.inner.changed.notify_all();
-        Ok((msg.partition, offset))
+        placed.ok_or_else(|| QueueError::InvalidInput("publish was not applied".into()))
     }
 
     fn make_msg(&self, topic: &str, key: Option<&[u8]>, payload: &[u8]) -> Result<Msg, QueueError> {
@@ -363,11 +365,36 @@ impl Inner {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn append(&self, e: &Entry) -> Result<(), QueueError> {
-        if let Some(log) = &self.journal {
-            log.append(&e.encode())?.wait()?;
+    /// Journals `e` (waiting until it is durable) and applies it to the
+    /// in-memory state in journal order; returns where a published or
+    /// committed message landed.
+    fn journal_apply(&self, e: Entry) -> Result<Option<(u32, u64)>, QueueError> {
+        let Some(log) = &self.journal else {
+            let mut st = self.lock();
+            return Ok(self.apply(&mut st, e));
+        };
+        let ticket = {
+            let mut st = self.lock();
+            let t = log.append(&e.encode())?;
+            st.unapplied.insert(t.offset(), e);
+            t
+        };
+        let off = ticket.offset();
+        if let Err(err) = ticket.wait() {
+            self.lock().unapplied.remove(&off);
+            return Err(err);
         }
-        Ok(())
+        let durable = log.end_offset();
+        let mut st = self.lock();
+        while let Some(entry) = st.unapplied.first_entry() {
+            if *entry.key() >= durable {
+                break;
+            }
+            let (k, e) = entry.remove_entry();
+            let placed = self.apply(&mut st, e);
+            st.placed.insert(k, placed);
+        }
+        Ok(st.placed.remove(&off).flatten())
     }
 
     /// Appends without waiting (offset commits: losing the last few only
@@ -397,21 +424,24 @@ impl Inner {
         p.msgs.len() as u64 - 1
     }
 
-    fn apply(&self, st: &mut State, e: Entry) {
+    fn apply(&self, st: &mut State, e: Entry) -> Option<(u32, u64)> {
         match e {
             Entry::Publish(m) => {
-                self.insert(st, m);
+                let partition = m.partition;
+                return Some((partition, self.insert(st, m)));
             }
             Entry::Half { txid, msg } => {
                 st.next_txid = st.next_txid.max(txid + 1);
-                st.halves
-                    .insert(txid, txn::Half::new(msg, self.cfg.clock.now()));
+                let mut h = txn::Half::new(msg, self.cfg.clock.now());
+                h.next_check += self.cfg.txn.first_check;
+                st.halves.insert(txid, h);
             }
             Entry::Commit { txid } => {
-                if let Some(h) = st.halves.remove(&txid) {
-                    self.insert(st, h.msg);
-                }
                 st.resolved.insert(txid, TxState::Commit);
+                if let Some(h) = st.halves.remove(&txid) {
+                    let partition = h.msg.partition;
+                    return Some((partition, self.insert(st, h.msg)));
+                }
             }
             Entry::Rollback { txid } => {
                 st.halves.remove(&txid);
@@ -420,6 +450,7 @@ impl Inner {
             Entry::Checked { txid, checks } => {
                 if let Some(h) = st.halves.get_mut(&txid) {
                     h.checks = checks;
+                    h.next_check = self.cfg.clock.now() + self.cfg.txn.check_interval;
                 }
             }
             Entry::Offset {
@@ -439,6 +470,7 @@ impl Inner {
                 }
             }
         }
+        None
     }
 }
 

@@ -254,3 +254,53 @@ fn blocking_poll_wakes_on_publish() {
         assert_eq!(h.join().expect("join").expect("poll").len(), 1);
     });
 }
+
+#[test]
+fn concurrent_publishes_keep_their_offsets_across_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut placed: Vec<(u64, Vec<u8>)> = {
+        let b = Broker::builder()
+            .partitions(1)
+            .open(dir.path())
+            .expect("open");
+        std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4u8)
+                .map(|t| {
+                    let b = b.clone();
+                    s.spawn(move || {
+                        (0..50u8)
+                            .map(|i| {
+                                let body = vec![t, i];
+                                let (_, off) = b.publish("t", None, &body).expect("publish");
+                                (off, body)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .flat_map(|h| h.join().expect("join"))
+                .collect()
+        })
+    };
+    placed.sort();
+    assert_eq!(
+        placed.iter().map(|p| p.0).collect::<Vec<_>>(),
+        (0..200).collect::<Vec<_>>()
+    );
+    let b = Broker::builder()
+        .partitions(1)
+        .open(dir.path())
+        .expect("reopen");
+    let c = b.consumer("t", "g");
+    let got = c.try_poll(1000).expect("poll");
+    assert_eq!(got.len(), 200);
+    for m in got {
+        assert_eq!(
+            m.payload.as_ref(),
+            &placed[m.offset as usize].1[..],
+            "offset {}",
+            m.offset
+        );
+    }
+}

@@ -134,13 +134,7 @@ impl Broker {
             st.next_txid += 1;
             id
         };
-        inner.append(&Entry::Half {
-            txid,
-            msg: msg.clone(),
-        })?;
-        let mut h = Half::new(msg, inner.cfg.clock.now());
-        h.next_check += inner.cfg.txn.first_check;
-        inner.lock().halves.insert(txid, h);
+        inner.journal_apply(Entry::Half { txid, msg })?;
         Ok(txid)
     }
 
@@ -177,10 +171,7 @@ impl Broker {
             TxState::Commit => Entry::Commit { txid },
             _ => Entry::Rollback { txid },
         };
-        inner.append(&entry)?;
-        let mut st = inner.lock();
-        inner.apply(&mut st, entry);
-        drop(st);
+        inner.journal_apply(entry)?;
         inner.changed.notify_all();
         Ok(())
     }
@@ -227,12 +218,7 @@ impl Broker {
                         self.rollback(txid)?;
                         report.gave_up.push(txid);
                     } else {
-                        inner.append(&Entry::Checked { txid, checks })?;
-                        let mut st = inner.lock();
-                        if let Some(h) = st.halves.get_mut(&txid) {
-                            h.checks = checks;
-                            h.next_check = now + cfg.check_interval;
-                        }
+                        inner.journal_apply(Entry::Checked { txid, checks })?;
                         report.unknown.push(txid);
                     }
                 }
