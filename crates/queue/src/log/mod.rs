@@ -163,6 +163,10 @@ pub struct Recovery {
     pub tail_records: u64,
     /// Bytes cut off the last segment (a torn or damaged tail).
     pub truncated_bytes: u64,
+    /// Damaged records found in the middle of the last segment and kept
+    /// in place (reads of these offsets return `Corrupt`), so acknowledged
+    /// records behind them are not truncated away.
+    pub corrupt_records: usize,
 }
 
 /// A crash-safe append-only log (see the [module docs](self)).
@@ -931,6 +935,7 @@ fn recover(dir: &Path, cfg: &Config) -> QueueResult<(Vec<Arc<Segment>>, Recovery
                 rec.truncated_bytes = len - scan.valid_len;
             }
             rec.tail_records = scan.records;
+            rec.corrupt_records = scan.corrupt.len();
             seg.size.store(scan.valid_len, Ordering::Release);
             seg.next_offset.store(scan.next_offset, Ordering::Release);
             seg.max_timestamp

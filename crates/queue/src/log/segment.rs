@@ -48,6 +48,8 @@ pub(crate) struct Scan {
     pub(crate) max_timestamp: u64,
     pub(crate) index: Vec<IndexEntry>,
     pub(crate) records: u64,
+    /// Offsets of damaged records kept in place (mid-segment damage).
+    pub(crate) corrupt: Vec<u64>,
 }
 
 impl Segment {
@@ -122,6 +124,7 @@ impl Segment {
             max_timestamp: 0,
             index: Vec::new(),
             records: 0,
+            corrupt: Vec::new(),
         };
         let mut buf: Vec<u8> = Vec::new();
         let mut buf_pos = 0u64; // file position of buf[0]
@@ -156,7 +159,14 @@ impl Segment {
                 }
                 let at = (pos - buf_pos) as usize;
                 if !record::crc_ok(&buf[at..at + total], &h) {
-                    break;
+                    // A torn tail ends the segment; damage in the middle is
+                    // followed by an intact record for the next offset. Keep
+                    // (and report) the latter instead of truncating
+                    // acknowledged records behind it.
+                    if !self.intact_record_at(pos + total as u64, len, h.offset + 1, max_payload)? {
+                        break;
+                    }
+                    scan.corrupt.push(h.offset);
                 }
             }
             if since_index >= index_interval {
@@ -171,6 +181,31 @@ impl Segment {
             scan.records += 1;
         }
         Ok(scan)
+    }
+
+    /// Whether a CRC-valid record for `offset` starts at byte `pos`.
+    fn intact_record_at(
+        &self,
+        pos: u64,
+        len: u64,
+        offset: u64,
+        max_payload: usize,
+    ) -> QueueResult<bool> {
+        if pos + HEADER as u64 > len {
+            return Ok(false);
+        }
+        let hb = read_exact_at(&self.file, pos, HEADER, &self.path)?;
+        let Some(h) = Header::parse(&hb) else {
+            return Ok(false);
+        };
+        let Some(total) = h.total_len(max_payload) else {
+            return Ok(false);
+        };
+        if h.offset != offset || pos + total as u64 > len {
+            return Ok(false);
+        }
+        let rec = read_exact_at(&self.file, pos, total, &self.path)?;
+        Ok(record::crc_ok(&rec, &h))
     }
 
     /// Finds the byte position of `offset` (which must be inside this

@@ -148,6 +148,36 @@ fn crc_mismatch_reports_offset_and_rest_stays_readable() {
 }
 
 #[test]
+fn damage_inside_the_active_segment_is_kept_not_truncated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let log = Log::open(dir.path()).expect("open");
+        for i in 0..20 {
+            log.append_sync(&[i as u8; 40]).expect("append");
+        }
+    }
+    let rec_len = record::encoded_len(40) as u64;
+    let path = segment::log_path(dir.path(), 0);
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .read(true)
+        .open(&path)
+        .expect("f");
+    f.write_all_at(&[0xee], 5 * rec_len + 30).expect("write");
+    drop(f);
+    let log = Log::open(dir.path()).expect("reopen");
+    assert_eq!(log.recovery().truncated_bytes, 0);
+    assert_eq!(log.recovery().corrupt_records, 1);
+    assert_eq!(log.end_offset(), 20);
+    assert!(matches!(
+        log.read(5),
+        Err(QueueError::Corrupt { offset: 5, .. })
+    ));
+    assert_eq!(log.read(19).expect("after the damage").payload[0], 19);
+    assert_eq!(log.append_sync(b"next").expect("append"), 20);
+}
+
+#[test]
 fn retention_by_size_and_age() {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = kuai_core::ManualClock::new();
