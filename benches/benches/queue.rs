@@ -101,7 +101,7 @@ fn run_chan<C: Chan>(make: &dyn Fn() -> C, pairs: usize, n: u64) -> Duration {
 }
 
 fn buffer_rows(s: &mut Section) {
-    let n: u64 = s.pick(200_000, 1_000_000);
+    let n: u64 = s.pick(400_000, 1_000_000);
     let runs = s.pick(3, 3);
     let mps = |d: Duration| n as f64 / d.as_secs_f64() / 1e6;
     let kuai = || Kuai(BufferQueue::new(CAP));
