@@ -161,6 +161,7 @@ struct State {
     unapplied: BTreeMap<u64, Entry>,
     /// Where applied publishes/commits landed, for their publishers.
     placed: HashMap<u64, Option<(u32, u64)>>,
+    skipped_on_replay: u64,
 }
 
 #[derive(Default)]
@@ -329,6 +330,12 @@ impl Broker {
             .map_or_else(Vec::new, |g| g.iter().map(|p| p.committed).collect())
     }
 
+    /// Damaged journal records skipped when the broker was opened (each
+    /// also reported by the log as `Corrupt` with its offset).
+    pub fn corrupt_entries_skipped(&self) -> u64 {
+        self.inner.lock().skipped_on_replay
+    }
+
     fn replay(&self) -> Result<(), QueueError> {
         let Some(log) = &self.inner.journal else {
             return Ok(());
@@ -339,7 +346,12 @@ impl Broker {
         while next < end {
             let batch = match log.read_from(next, 1 << 20) {
                 Ok(b) => b,
-                Err(e @ QueueError::Corrupt { .. }) => return Err(e),
+                Err(QueueError::Corrupt { .. }) => {
+                    // A damaged journal record: skip it, keep the rest.
+                    st.skipped_on_replay += 1;
+                    next += 1;
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
             if batch.is_empty() {
@@ -347,8 +359,12 @@ impl Broker {
             }
             for rec in batch {
                 next = rec.offset + 1;
-                self.inner
-                    .apply(&mut st, Entry::decode(rec.offset, &rec.payload)?);
+                match Entry::decode(rec.offset, &rec.payload) {
+                    Ok(e) => {
+                        self.inner.apply(&mut st, e);
+                    }
+                    Err(_) => st.skipped_on_replay += 1,
+                }
             }
         }
         let now = self.inner.cfg.clock.now();

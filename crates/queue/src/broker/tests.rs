@@ -304,3 +304,32 @@ fn concurrent_publishes_keep_their_offsets_across_restart() {
         );
     }
 }
+
+#[test]
+fn a_damaged_journal_record_is_skipped_and_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let b = Broker::builder()
+            .partitions(1)
+            .open(dir.path())
+            .expect("open");
+        for i in 0..5 {
+            b.publish("t", None, format!("msg-{i}").as_bytes())
+                .expect("publish");
+        }
+    }
+    let path = dir.path().join(format!("{:020}.log", 0));
+    let mut bytes = std::fs::read(&path).expect("read");
+    let at = bytes
+        .windows(5)
+        .position(|w| w == b"msg-2")
+        .expect("record present");
+    bytes[at + 4] ^= 0x55;
+    std::fs::write(&path, &bytes).expect("write");
+    let b = Broker::builder()
+        .partitions(1)
+        .open(dir.path())
+        .expect("reopen");
+    assert_eq!(b.corrupt_entries_skipped(), 1);
+    assert_eq!(b.topic_len("t"), 4);
+}
