@@ -137,6 +137,7 @@ fn crash_recovery_keeps_every_acknowledged_record() {
             .spawn()
             .expect("spawn child");
         let stdout = child.stdout.take().expect("stdout");
+        let (first_ack, got_first) = std::sync::mpsc::channel::<()>();
         let reader = std::thread::spawn(move || {
             let mut got = Vec::new();
             for line in BufReader::new(stdout).lines() {
@@ -147,13 +148,20 @@ fn crash_recovery_keeps_every_acknowledged_record() {
                 }
                 let nums: Vec<u64> = it.filter_map(|x| x.parse().ok()).collect();
                 if let [off, w, s] = nums[..] {
+                    if got.is_empty() {
+                        let _ = first_ack.send(());
+                    }
                     got.push((off, w, s));
                 }
             }
             got
         });
-        // Let it get going, then kill it at a random moment.
-        std::thread::sleep(Duration::from_millis(30 + rng.u64(0..150)));
+        // Once it acknowledges something, kill it at a random moment.
+        if got_first.recv_timeout(Duration::from_secs(60)).is_err() {
+            let _ = child.kill();
+            panic!("round {round}: the child acknowledged nothing within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(rng.u64(0..120)));
         child.kill().expect("SIGKILL");
         let _ = child.wait();
         let got = reader.join().expect("reader");
