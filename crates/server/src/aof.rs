@@ -1,32 +1,42 @@
-//! The append-only file: every mutation as a RESP command, replayed at start.
+//! The append-only file, on `kuai-queue`'s durable log: every mutation as a
+//! RESP command, replayed at start.
 //!
 //! Commands append their canonical form to an in-memory buffer while their
 //! shard is locked (so the buffer's order is the execution order); a
 //! connection calls [`Aof::flush`] after a batch of commands and before
-//! sending the replies, which writes the buffer to the file and, under
-//! `appendfsync always`, `fdatasync`s it — so nothing acknowledged is lost.
-//! Under `everysec` a background thread syncs once a second; under `no` the
-//! OS decides. A torn tail (a crash mid-write) is cut off at replay.
+//! sending the replies, which appends the buffer as one record of the log:
+//!
+//! | `appendfsync` | log mode | acknowledged when |
+//! |---|---|---|
+//! | `always` | per-record `pwrite` + `fdatasync` | the batch is on disk — a `kill -9` or power cut loses nothing acknowledged |
+//! | `everysec` | group commit (≤ 10 ms, background flusher) | the batch is queued; the flusher makes it durable within ~10 ms |
+//! | `no` | per-record `pwrite`, no `fdatasync` | the batch is in the OS (survives a process crash) |
+//!
+//! The log (a directory of CRC-checked segments) truncates a torn tail when it
+//! is opened, so replay sees only whole batches.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use bytes::BytesMut;
+use kuai::queue::log::{Log, SyncPolicy};
 use parking_lot::Mutex;
 
 use crate::resp::{Limits, ProtocolError, RequestParser, encode_command};
 
+/// Largest batch appended as one log record.
+const MAX_RECORD: usize = 1 << 30;
+
 /// When the log is `fsync`ed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FsyncPolicy {
-    /// After every batch, before replying.
+    /// Every batch is durable before its replies are sent.
     Always,
-    /// Once a second, in the background.
+    /// Group commit in the background (durable within ~10 ms).
     #[default]
     EverySec,
-    /// Never explicitly.
+    /// Written to the OS, never explicitly synced.
     No,
 }
 
@@ -51,16 +61,14 @@ impl FsyncPolicy {
     }
 }
 
-/// An open append-only file.
+/// An open append-only log.
 #[derive(Debug)]
 pub struct Aof {
     path: PathBuf,
     buf: Mutex<Vec<u8>>,
-    file: Mutex<File>,
+    log: Mutex<Option<Log>>,
     policy: FsyncPolicy,
-    dirty: AtomicBool,
-    size: AtomicU64,
-    fsyncs: AtomicU64,
+    records: AtomicU64,
 }
 
 /// What replay found.
@@ -68,27 +76,46 @@ pub struct Aof {
 pub struct ReplayStats {
     /// Commands replayed.
     pub commands: u64,
-    /// Bytes of a torn tail that were cut off.
+    /// Bytes of a torn tail the log cut off when it was opened.
     pub truncated_bytes: u64,
 }
 
+/// Why opening or replaying the log failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The durable log failed (I/O, a damaged record).
+    #[error("append-only log: {0}")]
+    Log(#[from] kuai::queue::QueueError),
+    /// A record holds something that is not a command.
+    #[error("append-only log corrupt at record {record}: {error}")]
+    Corrupt {
+        /// The record.
+        record: u64,
+        /// What was wrong.
+        error: ProtocolError,
+    },
+}
+
 impl Aof {
-    /// Opens (creating) the log at `path` for appending.
-    pub fn open(path: &Path, policy: FsyncPolicy) -> io::Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        let size = file.metadata()?.len();
+    /// Opens (creating, recovering its tail) the log in directory `path`.
+    pub fn open(path: &Path, policy: FsyncPolicy) -> Result<Self, ReplayError> {
+        let b = Log::builder(path).max_record_bytes(MAX_RECORD);
+        let b = match policy {
+            FsyncPolicy::Always => b.sync_policy(SyncPolicy::PerRecord),
+            FsyncPolicy::EverySec => b.group_commit(Duration::from_millis(10)),
+            FsyncPolicy::No => b.sync_policy(SyncPolicy::PerRecord).fsync(false),
+        };
+        let log = b.open()?;
         Ok(Aof {
             path: path.to_owned(),
             buf: Mutex::new(Vec::with_capacity(64 * 1024)),
-            file: Mutex::new(file),
+            log: Mutex::new(Some(log)),
             policy,
-            dirty: AtomicBool::new(false),
-            size: AtomicU64::new(size),
-            fsyncs: AtomicU64::new(0),
+            records: AtomicU64::new(0),
         })
     }
 
-    /// The log's path.
+    /// The log's directory.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -98,14 +125,14 @@ impl Aof {
         self.policy
     }
 
-    /// Bytes in the file.
+    /// Bytes in the log.
     pub fn size(&self) -> u64 {
-        self.size.load(Ordering::Relaxed)
+        self.log.lock().as_ref().map_or(0, Log::size_bytes)
     }
 
-    /// fsyncs done.
+    /// Records (batches) appended since start.
     pub fn fsyncs(&self) -> u64 {
-        self.fsyncs.load(Ordering::Relaxed)
+        self.records.load(Ordering::Relaxed)
     }
 
     /// Buffers one command.
@@ -113,9 +140,11 @@ impl Aof {
         encode_command(args, &mut self.buf.lock());
     }
 
-    /// Writes buffered commands to the file (and syncs under `always`).
-    pub fn flush(&self) -> io::Result<()> {
-        let mut file = self.file.lock();
+    /// Appends the buffered commands as one record; under `always` it is
+    /// durable when this returns.
+    pub fn flush(&self) -> Result<(), kuai::queue::QueueError> {
+        // The log lock orders records as the buffer was filled.
+        let log = self.log.lock();
         let data = {
             let mut b = self.buf.lock();
             if b.is_empty() {
@@ -123,102 +152,94 @@ impl Aof {
             }
             std::mem::replace(&mut *b, Vec::with_capacity(64 * 1024))
         };
-        file.write_all(&data)?;
-        self.size.fetch_add(data.len() as u64, Ordering::Relaxed);
-        if self.policy == FsyncPolicy::Always {
-            file.sync_data()?;
-            self.fsyncs.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.dirty.store(true, Ordering::Release);
+        let Some(log) = log.as_ref() else {
+            return Err(kuai::queue::QueueError::Closed);
+        };
+        for chunk in data.chunks(MAX_RECORD) {
+            let ticket = log.append(chunk)?;
+            if self.policy == FsyncPolicy::Always {
+                ticket.wait()?;
+            }
+            self.records.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }
 
-    /// Flushes and fsyncs unconditionally (shutdown, the `everysec` timer).
-    pub fn sync(&self) -> io::Result<()> {
+    /// Flushes and waits until everything appended is durable.
+    pub fn sync(&self) -> Result<(), kuai::queue::QueueError> {
         self.flush()?;
-        if self.dirty.swap(false, Ordering::AcqRel) || self.policy == FsyncPolicy::Always {
-            let file = self.file.lock();
-            file.sync_data()?;
-            self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        match self.log.lock().as_ref() {
+            Some(log) => log.flush(),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Syncs and closes the log (shutdown).
+    pub fn close(&self) -> Result<(), kuai::queue::QueueError> {
+        self.flush()?;
+        match self.log.lock().take() {
+            Some(log) => log.close(),
+            None => Ok(()),
+        }
     }
 }
 
-/// Reads the log at `path` and calls `apply` for every complete command.
-/// A torn final command is cut off the file; malformed content is an error.
+/// Opens the log in `path` and calls `apply` for every command in it.
 pub fn replay(
     path: &Path,
+    policy: FsyncPolicy,
     mut apply: impl FnMut(&[bytes::Bytes]),
-) -> Result<ReplayStats, ReplayError> {
-    let mut f = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ReplayStats::default()),
-        Err(e) => return Err(ReplayError::Io(e)),
-    };
-    let total = f.metadata().map_err(ReplayError::Io)?.len();
-    let mut parser = RequestParser::new(Limits {
-        max_multibulk_len: usize::MAX / 2,
-        max_query_buffer: usize::MAX / 2,
-        ..Limits::default()
-    });
-    let mut buf = BytesMut::with_capacity(1 << 20);
-    let mut args = Vec::new();
+) -> Result<(Aof, ReplayStats), ReplayError> {
+    let aof = Aof::open(path, policy)?;
     let mut stats = ReplayStats::default();
-    let mut read_total: u64 = 0;
-    let mut good_end: u64 = 0;
-    let mut chunk = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut chunk).map_err(ReplayError::Io)?;
-        read_total += n as u64;
-        buf.extend_from_slice(&chunk[..n]);
-        loop {
-            match parser.next_command(&mut buf, &mut args) {
-                Ok(true) => {
-                    apply(&args);
-                    stats.commands += 1;
-                    good_end = read_total - buf.len() as u64;
-                }
-                Ok(false) => break,
-                Err(e) => {
-                    return Err(ReplayError::Corrupt {
-                        offset: read_total - buf.len() as u64,
-                        error: e,
-                    });
+    {
+        let guard = aof.log.lock();
+        let Some(log) = guard.as_ref() else {
+            return Err(ReplayError::Log(kuai::queue::QueueError::Closed));
+        };
+        stats.truncated_bytes = log.recovery().truncated_bytes;
+        let limits = Limits {
+            max_multibulk_len: usize::MAX / 2,
+            max_query_buffer: usize::MAX / 2,
+            ..Limits::default()
+        };
+        let mut args = Vec::new();
+        let mut offset = log.start_offset();
+        let end = log.end_offset();
+        while offset < end {
+            let records = log.read_from(offset, 4 << 20)?;
+            if records.is_empty() {
+                break;
+            }
+            for r in records {
+                offset = r.offset + 1;
+                let mut parser = RequestParser::new(limits);
+                let mut buf = BytesMut::from(&r.payload[..]);
+                loop {
+                    match parser.next_command(&mut buf, &mut args) {
+                        Ok(true) => {
+                            apply(&args);
+                            stats.commands += 1;
+                        }
+                        Ok(false) if buf.is_empty() => break,
+                        Ok(false) => {
+                            return Err(ReplayError::Corrupt {
+                                record: r.offset,
+                                error: ProtocolError::QueryBufferLimit,
+                            });
+                        }
+                        Err(error) => {
+                            return Err(ReplayError::Corrupt {
+                                record: r.offset,
+                                error,
+                            });
+                        }
+                    }
                 }
             }
         }
-        if n == 0 {
-            break;
-        }
     }
-    if good_end < total {
-        stats.truncated_bytes = total - good_end;
-        let f = OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(ReplayError::Io)?;
-        f.set_len(good_end).map_err(ReplayError::Io)?;
-        f.sync_all().map_err(ReplayError::Io)?;
-    }
-    Ok(stats)
-}
-
-/// Why replay failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ReplayError {
-    /// Reading or truncating the file failed.
-    #[error("append-only file I/O: {0}")]
-    Io(#[from] io::Error),
-    /// The file holds something that is not a command.
-    #[error("append-only file corrupt at byte {offset}: {error}")]
-    Corrupt {
-        /// Where parsing failed.
-        offset: u64,
-        /// What was wrong.
-        error: ProtocolError,
-    },
+    Ok((aof, stats))
 }
 
 #[cfg(test)]
@@ -226,34 +247,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn append_flush_replay_and_torn_tail() {
+    fn append_flush_replay() {
         let dir = std::env::temp_dir().join(format!("kuai-aof-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("t.aof");
-        let _ = std::fs::remove_file(&path);
-        let aof = Aof::open(&path, FsyncPolicy::Always).unwrap();
-        aof.append(&[b"SET", b"a", b"1"]);
-        aof.append(&[b"SET", b"b", b"2"]);
-        aof.flush().unwrap();
-        assert_eq!(aof.fsyncs(), 1);
-        drop(aof);
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(b"*3\r\n$3\r\nSET\r\n$1\r\nc").unwrap();
-        drop(f);
+        let _ = std::fs::remove_dir_all(&dir);
+        {
+            let aof = Aof::open(&dir, FsyncPolicy::Always).unwrap();
+            aof.append(&[b"SET", b"a", b"1"]);
+            aof.append(&[b"SET", b"b", b"2"]);
+            aof.flush().unwrap();
+            aof.append(&[b"DEL", b"a"]);
+            aof.close().unwrap();
+            assert_eq!(aof.fsyncs(), 2);
+        }
         let mut seen = Vec::new();
-        let st = replay(&path, |a| seen.push(a[1].clone())).unwrap();
-        assert_eq!(seen, vec![&b"a"[..], &b"b"[..]]);
-        assert!(st.truncated_bytes > 0);
-        let st = replay(&path, |_| {}).unwrap();
+        let (aof, st) = replay(&dir, FsyncPolicy::EverySec, |a| {
+            seen.push((a[0].clone(), a[1].clone()))
+        })
+        .unwrap();
+        assert_eq!(st.commands, 3);
         assert_eq!(
-            st,
-            ReplayStats {
-                commands: 2,
-                truncated_bytes: 0
-            }
+            seen[2],
+            (
+                bytes::Bytes::from_static(b"DEL"),
+                bytes::Bytes::from_static(b"a")
+            )
         );
-        std::fs::write(&path, b"garbage\r\n*x\r\n").unwrap();
-        assert!(replay(&path, |_| {}).is_err());
+        aof.close().unwrap();
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -31,8 +31,8 @@ pub struct Config {
     pub appendonly: bool,
     /// When to fsync it.
     pub appendfsync: FsyncPolicy,
-    /// Its name, inside `dir`.
-    pub appendfilename: String,
+    /// The log's directory name, inside `dir` (Redis 7's `appenddirname`).
+    pub appenddirname: String,
     /// Working directory for the append-only file.
     pub dir: PathBuf,
     /// Protocol limits.
@@ -52,7 +52,7 @@ impl Default for Config {
             maxmemory_policy: EvictionPolicy::NoEviction,
             appendonly: false,
             appendfsync: FsyncPolicy::EverySec,
-            appendfilename: "appendonly.aof".into(),
+            appenddirname: "appendonlydir".into(),
             dir: PathBuf::from("."),
             limits: Limits::default(),
         }
@@ -85,9 +85,9 @@ impl Config {
         }
     }
 
-    /// The append-only file's path.
+    /// The append-only log's directory.
     pub fn aof_path(&self) -> PathBuf {
-        self.dir.join(&self.appendfilename)
+        self.dir.join(&self.appenddirname)
     }
 
     /// Applies one `key value` setting (file line or flag).
@@ -118,7 +118,9 @@ impl Config {
             }
             "appendonly" => self.appendonly = yes_no(value)?,
             "appendfsync" => self.appendfsync = FsyncPolicy::parse(value).ok_or_else(bad)?,
-            "appendfilename" => self.appendfilename = value.trim_matches('"').to_owned(),
+            "appenddirname" | "appendfilename" => {
+                self.appenddirname = value.trim_matches('"').to_owned()
+            }
             "dir" => self.dir = PathBuf::from(value.trim_matches('"')),
             "proto-max-bulk-len" => self.limits.max_bulk_len = parse_size(value).ok_or_else(bad)?,
             "proto-max-multibulk-len" => {

@@ -24,8 +24,8 @@ impl From<ServerError> for kuai::core::Error {
             ServerError::Replay(r @ ReplayError::Corrupt { .. }) => {
                 kuai::core::Error::corrupt(r.to_string())
             }
-            ServerError::Replay(ReplayError::Io(io)) => {
-                kuai::core::Error::backend("append-only file", io)
+            ServerError::Replay(ReplayError::Log(e)) => {
+                kuai::core::Error::backend("append-only log", e)
             }
         }
     }

@@ -42,9 +42,9 @@ struct Args {
     /// always | everysec | no.
     #[arg(long)]
     appendfsync: Option<String>,
-    /// Append-only file name inside --dir.
+    /// Append-only log directory name inside --dir (default appendonlydir).
     #[arg(long)]
-    appendfilename: Option<String>,
+    appenddirname: Option<String>,
     /// Working directory for the append-only file.
     #[arg(long)]
     dir: Option<String>,
@@ -74,7 +74,7 @@ fn build_config(a: &Args) -> Result<Config, kuai_server::ServerError> {
         ("maxmemory-policy", a.maxmemory_policy.as_ref()),
         ("appendonly", a.appendonly.as_ref()),
         ("appendfsync", a.appendfsync.as_ref()),
-        ("appendfilename", a.appendfilename.as_ref()),
+        ("appenddirname", a.appenddirname.as_ref()),
         ("dir", a.dir.as_ref()),
         ("proto-max-bulk-len", a.proto_max_bulk_len.as_ref()),
     ];

@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::aof::{self, Aof, FsyncPolicy};
+use crate::aof;
 use crate::commands::{Db, DbSettings, EvictionIndex, Flow, Session};
 use crate::config::Config;
 use crate::error::ServerError;
@@ -52,7 +52,8 @@ impl ServerHandle {
     pub fn shutdown(mut self) -> Result<(), ServerError> {
         self.stop_threads();
         if let Some(aof) = &self.db.aof {
-            aof.sync()?;
+            aof.close()
+                .map_err(|e| ServerError::Config(format!("closing the log: {e}")))?;
         }
         Ok(())
     }
@@ -142,13 +143,19 @@ impl Server {
             let path = config.aof_path();
             let mut sess = Session::new(0, true);
             let mut sink = ReplyBuf::new(Protocol::Resp2);
-            aof::replay(&path, |args| {
+            let (aof, stats) = aof::replay(&path, config.appendfsync, |args| {
                 let now = db.now_ms();
                 let args: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
                 db.execute(&mut sess, &args, &mut sink, now);
                 sink.clear();
             })?;
-            db.aof = Some(Arc::new(Aof::open(&path, config.appendfsync)?));
+            if stats.truncated_bytes > 0 {
+                eprintln!(
+                    "kuai-server: cut a torn tail of {} bytes off the append-only log",
+                    stats.truncated_bytes
+                );
+            }
+            db.aof = Some(Arc::new(aof));
         }
         let first = bind_reuseport(SocketAddr::new(ip, config.port))?;
         let addr = first.local_addr()?;
@@ -222,22 +229,11 @@ impl Server {
 
 fn housekeeping(db: &Db, stopped: &AtomicBool) {
     let mut start = 0;
-    let mut ticks = 0u64;
     while !stopped.load(Ordering::Acquire) {
         std::thread::sleep(Duration::from_millis(100));
-        ticks += 1;
         db.ks.tick();
         let (_, next) = db.ks.sweep_expired(start, 4, db.now_ms());
         start = next;
-        if ticks % 10 == 0 {
-            if let Some(aof) = &db.aof {
-                if aof.policy() == FsyncPolicy::EverySec {
-                    if let Err(e) = aof.sync() {
-                        eprintln!("kuai-server: append-only file sync failed: {e}");
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -356,7 +352,7 @@ async fn serve(db: Arc<Db>, mut sock: TcpStream, id: u64) {
 
 /// Writes (and under `always`, syncs) the log before any reply of the batch
 /// is sent, so an acknowledged write survives a crash.
-fn flush_log(db: &Db, sess: &mut Session) -> std::io::Result<()> {
+fn flush_log(db: &Db, sess: &mut Session) -> Result<(), kuai::queue::QueueError> {
     if sess.wrote {
         sess.wrote = false;
         if let Some(aof) = &db.aof {

@@ -147,8 +147,14 @@ fn sigterm_syncs_the_log_and_exits_cleanly() {
     assert!(status.success());
     let code = child.wait().unwrap();
     assert!(code.success(), "graceful exit, got {code:?}");
-    let aof = std::fs::read(dir.join("appendonly.aof")).unwrap();
-    assert!(aof.windows(3).any(|w| w == b"SET"));
+    let mut bytes = Vec::new();
+    for f in std::fs::read_dir(dir.join("appendonlydir")).unwrap() {
+        bytes.extend(std::fs::read(f.unwrap().path()).unwrap());
+    }
+    assert!(
+        bytes.windows(3).any(|w| w == b"SET"),
+        "the log holds the write"
+    );
 
     let mut child = spawn(&dir, port, "everysec");
     let mut c = connect(port);
