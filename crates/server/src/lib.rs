@@ -18,8 +18,9 @@
 //! - [`commands`]: the string commands with Redis 7.0's semantics and error
 //!   replies, `AUTH`/`HELLO`, `INFO`, `SCAN`, `CLUSTER KEYSLOT` (slots from
 //!   `kuai::shard`).
-//! - [`aof`]: the append-only file, replayed at start
-//!   (`appendfsync always|everysec|no`).
+//! - [`aof`]: the append-only file on `kuai::queue`'s durable log, replayed
+//!   at start (`appendfsync always|everysec|no`).
+//! - Read buffers come from `kuai::pool`'s `BufferPool`.
 //! - [`server`]: one event loop per thread with `SO_REUSEPORT` listeners,
 //!   batched reads and writes; [`Config`] by builder, flags or file.
 //! - [`frame`]: a full RESP3 value decoder for clients and tests.
