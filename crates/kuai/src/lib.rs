@@ -54,6 +54,6 @@ pub use kuai_store as store;
 pub use kuai_zerocopy as zerocopy;
 
 /// The README's code snippets, compiled and run as doc tests so they stay true.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "full"))]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
