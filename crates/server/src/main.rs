@@ -2,6 +2,16 @@
 //! Redis-protocol server out. SIGTERM / Ctrl-C shut it down gracefully,
 //! syncing the append-only file.
 
+// The allocator is a build choice (the seed's pooling chapter compares
+// ptmalloc with tcmalloc/jemalloc): `--features jemalloc` or `mimalloc`.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
