@@ -59,12 +59,18 @@
 
 mod embedded;
 mod error;
+#[cfg(feature = "postgres")]
+pub mod pg_standby;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod router;
 mod session;
 
 pub use embedded::{EmbeddedCluster, EmbeddedNode};
 pub use error::StoreError;
 pub use kuai_core::Error;
+#[cfg(feature = "postgres")]
+pub use postgres::{PgKvTable, PgNode, pg_error};
 pub use router::{
     Consistency, MonitorHandle, Node, OutReason, ReplicaStatus, Routed, Router, RouterBuilder,
     RouterStats, RoutingPolicy, Target,
