@@ -59,12 +59,17 @@
 
 mod embedded;
 mod error;
+mod fanout;
+mod merge;
 #[cfg(feature = "postgres")]
 pub mod pg_standby;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod router;
 mod session;
+mod snowflake;
+mod sync;
+mod timeline;
 
 pub use embedded::{EmbeddedCluster, EmbeddedNode};
 pub use error::StoreError;
@@ -76,3 +81,7 @@ pub use router::{
     RouterStats, RoutingPolicy, Target,
 };
 pub use session::{LogPosition, Session, TokenSigner};
+pub use snowflake::{IdParts, MAX_NODE, Snowflake};
+pub use timeline::{
+    Cursor, FanoutStrategy, Page, Timeline, TimelineBuilder, TimelineEntry, TimelineStats,
+};
