@@ -11,9 +11,11 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use kuai_core::{Error, ErrorKind, Result};
+use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Config, NoTls};
 
 use crate::{LogPosition, Node, StoreError};
@@ -35,7 +37,8 @@ pub fn pg_error(what: &str, err: tokio_postgres::Error) -> Error {
 pub struct PgNode {
     name: String,
     config: Config,
-    client: tokio::sync::Mutex<Option<Arc<Client>>>,
+    clients: Vec<tokio::sync::Mutex<Option<Arc<Client>>>>,
+    next: AtomicUsize,
 }
 
 impl fmt::Debug for PgNode {
@@ -53,6 +56,21 @@ impl PgNode {
     /// form). Nothing connects until the first use. A connect timeout of
     /// 2 s applies unless `conn` sets one.
     pub fn new(name: &str, conn: &str) -> std::result::Result<Self, StoreError> {
+        Self::with_connections(name, conn, 1)
+    }
+
+    /// Like [`new`](Self::new) with `n` (1..=64) connections used in turn,
+    /// so that up to `n` queries run in parallel server processes.
+    pub fn with_connections(
+        name: &str,
+        conn: &str,
+        n: usize,
+    ) -> std::result::Result<Self, StoreError> {
+        if !(1..=64).contains(&n) {
+            return Err(StoreError::InvalidInput(format!(
+                "{n} connections is outside 1..=64"
+            )));
+        }
         let mut config: Config = conn
             .parse()
             .map_err(|e| StoreError::InvalidInput(format!("bad connection string: {e}")))?;
@@ -62,13 +80,16 @@ impl PgNode {
         Ok(PgNode {
             name: name.to_string(),
             config,
-            client: tokio::sync::Mutex::new(None),
+            clients: (0..n).map(|_| tokio::sync::Mutex::new(None)).collect(),
+            next: AtomicUsize::new(0),
         })
     }
 
-    /// The node's connection, (re)connecting when there is none or it broke.
+    /// One of the node's connections (in turn), (re)connecting when there
+    /// is none or it broke.
     pub async fn client(&self) -> Result<Arc<Client>> {
-        let mut slot = self.client.lock().await;
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len();
+        let mut slot = self.clients[i].lock().await;
         if let Some(c) = slot.as_ref() {
             if !c.is_closed() {
                 return Ok(c.clone());
@@ -166,13 +187,13 @@ impl PgKvTable {
         .map_err(|e| pg_error("creating the table", e))
     }
 
-    /// Reads `key` on `node`.
+    /// Reads `key` on `node` (one round trip: no separate prepare).
     pub async fn get(&self, node: &PgNode, key: &str) -> Result<Option<String>> {
         let c = node.client().await?;
         let row = c
-            .query_opt(
+            .query_typed_opt(
                 &format!("SELECT value FROM {} WHERE key = $1", self.name),
-                &[&key],
+                &[(&key, Type::TEXT)],
             )
             .await
             .map_err(|e| pg_error("reading a key", e))?;
@@ -183,13 +204,13 @@ impl PgKvTable {
     /// Upserts `key` on `node` (the primary).
     pub async fn put(&self, node: &PgNode, key: &str, value: &str) -> Result<()> {
         let c = node.client().await?;
-        c.execute(
+        c.execute_typed(
             &format!(
                 "INSERT INTO {} (key, value) VALUES ($1, $2) \
                  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
                 self.name
             ),
-            &[&key, &value],
+            &[(&key, Type::TEXT), (&value, Type::TEXT)],
         )
         .await
         .map_err(|e| pg_error("writing a key", e))?;

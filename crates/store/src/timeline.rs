@@ -565,34 +565,36 @@ impl Timeline {
                 FanoutStrategy::Hybrid { .. } => u.pulled_followees.clone(),
             }
         };
-        let mut runs: Vec<Vec<TimelineEntry>> = Vec::with_capacity(sources.len() + 1);
-        runs.push(inbox);
-        if sources.len() == 1 {
-            let shard = inner.shard(sources[0]).read().map_err(|_| lock_err())?;
-            if let Some(u) = shard.get(&sources[0]) {
-                let mut run = Vec::new();
-                newest_before(&u.outbox, before, limit, &mut run);
-                runs.push(run);
-            }
-        } else if !sources.is_empty() {
-            for (i, group) in inner.by_shard(&sources).into_iter().enumerate() {
-                if group.is_empty() {
-                    continue;
-                }
-                let shard = inner.shards[i].read().map_err(|_| lock_err())?;
-                for f in group {
-                    if let Some(u) = shard.get(&f) {
-                        if u.outbox.is_empty() {
-                            continue;
-                        }
-                        let mut run = Vec::new();
-                        newest_before(&u.outbox, before, limit, &mut run);
-                        runs.push(run);
+        // Once the inbox alone fills a page, an outbox entry older than the
+        // page's oldest can never make it in: skip it at copy time.
+        let floor = if inbox.len() == limit {
+            inbox.last().map_or(0, |e| e.id)
+        } else {
+            0
+        };
+        // All runs live in one buffer; `bounds` delimits them.
+        let mut flat = inbox;
+        let mut bounds = vec![0, flat.len()];
+        let mut sources = sources;
+        sources.sort_unstable_by_key(|&f| inner.shard_of(f));
+        let mut i = 0;
+        while i < sources.len() {
+            let s = inner.shard_of(sources[i]);
+            let shard = inner.shards[s].read().map_err(|_| lock_err())?;
+            while i < sources.len() && inner.shard_of(sources[i]) == s {
+                if let Some(u) = shard.get(&sources[i]) {
+                    let start = flat.len();
+                    newest_before(&u.outbox, before, limit, &mut flat);
+                    let keep = flat[start..].partition_point(|e| e.id > floor);
+                    flat.truncate(start + keep);
+                    if flat.len() > start {
+                        bounds.push(flat.len());
                     }
                 }
+                i += 1;
             }
         }
-        let refs: Vec<&[TimelineEntry]> = runs.iter().map(|r| r.as_slice()).collect();
+        let refs: Vec<&[TimelineEntry]> = bounds.windows(2).map(|w| &flat[w[0]..w[1]]).collect();
         let entries = merge_newest(&refs, limit);
         let next = (entries.len() == limit)
             .then(|| entries.last().map(|e| Cursor(e.id)))
