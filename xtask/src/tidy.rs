@@ -96,7 +96,7 @@ pub(crate) fn run() -> Result {
             let code = line.split("//").next().unwrap_or("");
             let mentions_in_string = code.contains("\"unsafe");
             if (code.contains("unsafe {") || code.contains("unsafe impl")) && !mentions_in_string {
-                let from = i.saturating_sub(10);
+                let from = i.saturating_sub(20);
                 if !lines[from..=i].iter().any(|l| l.contains("SAFETY:")) {
                     problems.push(format!(
                         "{}:{}: unsafe without a `// SAFETY:` comment",

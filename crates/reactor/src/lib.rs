@@ -1,11 +1,93 @@
-//! `kuai-reactor`: Main/sub reactor network runtime, continuations, fan-out, batching, hedged requests.
+//! `kuai-reactor`: a main/sub reactor server for framed request → response
+//! services, plus the async patterns that sit around a request: continuations,
+//! an after-response executor, fan-out with one deadline, DataLoader-style
+//! batch merging and hedged requests.
 //!
-//! This crate is being built; see the project's issue tracker for its scope.
-//! Today it only re-exports the shared error type it will use.
+//! # When to use it
+//!
+//! - [`Server`]: you serve a binary request/response protocol over TCP and want
+//!   each connection pinned to one I/O thread for life ("serial lock-freedom":
+//!   per-connection and per-thread state without locks), many frames handled per
+//!   wake-up and their responses written with one syscall. One acceptor (main
+//!   reactor) hands connections to N I/O threads (sub-reactors), each a tokio
+//!   current-thread runtime; or [`AcceptMode::ReusePort`] gives every thread its
+//!   own `SO_REUSEPORT` listener. Limits: max connections (refused with an
+//!   error frame), bounded buffers and frames, idle/read/write timeouts
+//!   (slow-loris), graceful drain on shutdown; a panicking handler kills only
+//!   its request.
+//! - [`Continuation`]: `then` / `finally` / `on_timeout` on any future;
+//!   [`AfterResponse`] runs non-critical post-steps off the request path and
+//!   sheds (counted) when full.
+//! - [`fan_out`]: N legs concurrently, one deadline, all / quorum / partial.
+//! - [`Batcher`]: single-key calls within a window become one batch call.
+//! - [`Hedger`]: a backup request after the live p95, first answer wins,
+//!   budget-capped, never for non-idempotent calls.
+//! - [`HdrMetrics`]: a [`kuai_core::Metrics`] sink with hdrhistograms, to
+//!   read the server's `reactor.request_ns` as quantiles.
+//!
+//! # Example
 //!
 //! ```
-//! let _kind = kuai_reactor::Error::closed("not built yet").kind();
+//! use kuai_reactor::{Client, Server, service_fn};
+//!
+//! // Each I/O thread builds its own service: per-thread state needs no lock.
+//! let server = Server::builder()
+//!     .threads(2)
+//!     .max_connections(1000)
+//!     .serve("127.0.0.1:0", |_thread| {
+//!         service_fn(|req: bytes::Bytes| async move {
+//!             let mut out = req.to_vec();
+//!             out.reverse();
+//!             Ok(out.into())
+//!         })
+//!     })
+//!     .unwrap();
+//!
+//! let mut client = Client::connect(server.local_addr()).unwrap();
+//! client.send_many([&b"abc"[..], &b"xy"[..]]).unwrap(); // pipelined
+//! assert_eq!(&client.recv().unwrap()[..], b"cba");
+//! assert_eq!(&client.recv().unwrap()[..], b"yx");
+//! drop(client);
+//! assert_eq!(server.shutdown().requests, 2);
 //! ```
+//!
+//! # Wire format
+//!
+//! Until `kuai-codec`'s framing lands: a 4-byte big-endian length (top bit =
+//! error frame) then the payload; see [`frame`].
+//!
+//! # Feature flags
+//!
+//! None. Everything runs on tokio (`rt`, `net`, `time`, `sync`).
 #![forbid(unsafe_code)]
 
+mod after_response;
+mod balance;
+mod batch;
+mod client;
+mod continuation;
+mod error;
+mod fan_out;
+pub mod frame;
+mod hedge;
+mod histogram;
+mod server;
+mod service;
+mod sync;
+mod worker;
+
+/// The `bytes` crate, whose `Bytes` carries requests and responses.
+pub use bytes;
+
+pub use after_response::{AfterResponse, AfterResponseBuilder, AfterResponseStats};
+pub use balance::{Balancer, LeastLoaded, RoundRobin};
+pub use batch::{Batcher, BatcherBuilder, BatcherStats};
+pub use client::Client;
+pub use continuation::{Continuation, Finally, OnTimeout, Then};
+pub use error::ReactorError;
+pub use fan_out::{FanOut, Leg, WaitFor, fan_out};
+pub use hedge::{Budget, HedgeStats, Hedger, HedgerBuilder, Idempotency};
+pub use histogram::{HdrMetrics, LatencyHistogram};
 pub use kuai_core::Error;
+pub use server::{AcceptMode, Server, ServerBuilder, ServerStats};
+pub use service::{Service, ServiceFn, service_fn};

@@ -1,0 +1,615 @@
+//! The main/sub reactor server: builder, acceptor, lifecycle and statistics.
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use kuai_core::{Metrics, NoopMetrics};
+use tokio::sync::{mpsc, watch};
+
+use crate::balance::{Balancer, RoundRobin};
+use crate::frame::{DEFAULT_MAX_FRAME, FrameCodec, MAX_FRAME_LIMIT};
+use crate::worker::{WorkerSource, spawn_worker};
+use crate::{ReactorError, Service};
+
+/// How connections reach the I/O threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AcceptMode {
+    /// One acceptor thread (the main reactor) accepts every connection and
+    /// hands it to one I/O thread (a sub-reactor) chosen by the
+    /// [`Balancer`]; the connection stays on that thread for life.
+    #[default]
+    MainSub,
+    /// Thread-per-core: every I/O thread binds its own listener on the same
+    /// address with `SO_REUSEPORT` and the kernel spreads connections; there
+    /// is no acceptor and no hand-off at all. The balancer is not used.
+    ReusePort,
+}
+
+/// The limits and knobs every connection obeys (copied into each thread).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) max_connections: usize,
+    pub(crate) max_frame: usize,
+    pub(crate) read_buffer: usize,
+    pub(crate) max_write_buffer: usize,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) read_timeout: Option<Duration>,
+    pub(crate) write_timeout: Option<Duration>,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) nodelay: bool,
+    pub(crate) backlog: u32,
+    pub(crate) record_latency: bool,
+}
+
+impl Limits {
+    /// How often each thread's sweeper looks for expired connections: a
+    /// quarter of the shortest timeout, between 1 ms and 1 s.
+    pub(crate) fn sweep_period(&self) -> Duration {
+        [self.idle_timeout, self.read_timeout, self.write_timeout]
+            .into_iter()
+            .flatten()
+            .min()
+            .map_or(Duration::from_secs(1), |d| d / 4)
+            .clamp(Duration::from_millis(1), Duration::from_secs(1))
+    }
+}
+
+/// Counters one I/O thread writes (and only it), padded against false sharing.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct ThreadCounters {
+    pub(crate) requests: AtomicU64,
+    pub(crate) panics: AtomicU64,
+    pub(crate) frame_errors: AtomicU64,
+    pub(crate) timeouts: AtomicU64,
+    pub(crate) aborted: AtomicU64,
+}
+
+/// State shared by the acceptor and the I/O threads (atomics only).
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) limits: Limits,
+    pub(crate) metrics: Arc<dyn Metrics>,
+    pub(crate) loads: Box<[AtomicUsize]>,
+    pub(crate) active: AtomicUsize,
+    pub(crate) accepted: AtomicU64,
+    pub(crate) refused: AtomicU64,
+    pub(crate) counters: Box<[ThreadCounters]>,
+}
+
+impl Shared {
+    /// Takes one connection slot, or `false` at `max_connections`.
+    pub(crate) fn try_admit(&self) -> bool {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        let max = self.limits.max_connections;
+        let ok = self
+            .active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |a| {
+                (a < max).then_some(a + 1)
+            })
+            .is_ok();
+        if ok {
+            self.metrics.counter("reactor.accepted", 1);
+        } else {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            self.metrics.counter("reactor.refused", 1);
+        }
+        ok
+    }
+
+    /// Gives back a slot taken by [`try_admit`](Self::try_admit) for a
+    /// connection pinned to thread `thread`.
+    pub(crate) fn release(&self, thread: usize) {
+        if let Some(l) = self.loads.get(thread) {
+            l.fetch_sub(1, Ordering::AcqRel);
+        }
+        let now = self.active.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
+        self.metrics.gauge(
+            "reactor.connections",
+            i64::try_from(now).unwrap_or(i64::MAX),
+        );
+    }
+
+    /// Sends a "refused" error frame without blocking, then drops the socket.
+    pub(crate) fn refuse(&self, stream: &tokio::net::TcpStream) {
+        let mut buf = BytesMut::new();
+        FrameCodec::new(self.limits.max_frame)
+            .encode_error("overloaded: max connections reached", &mut buf);
+        let _ = stream.try_write(&buf);
+    }
+
+    fn stats(&self) -> ServerStats {
+        let sum = |f: fn(&ThreadCounters) -> &AtomicU64| -> u64 {
+            self.counters
+                .iter()
+                .map(|c| f(c).load(Ordering::Relaxed))
+                .sum()
+        };
+        ServerStats {
+            accepted: self.accepted.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+            active: self.active.load(Ordering::Acquire),
+            requests: sum(|c| &c.requests),
+            panics: sum(|c| &c.panics),
+            frame_errors: sum(|c| &c.frame_errors),
+            timed_out: sum(|c| &c.timeouts),
+            aborted_on_shutdown: sum(|c| &c.aborted),
+        }
+    }
+}
+
+/// A snapshot of a server's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerStats {
+    /// Connections accepted by the OS (including refused ones).
+    pub accepted: u64,
+    /// Connections refused because `max_connections` were live.
+    pub refused: u64,
+    /// Connections live now.
+    pub active: usize,
+    /// Requests answered (successfully, with an error, or after a panic).
+    pub requests: u64,
+    /// Requests whose handler panicked.
+    pub panics: u64,
+    /// Connections closed because of a malformed or oversized frame.
+    pub frame_errors: u64,
+    /// Connections cut by an idle, read or write timeout.
+    pub timed_out: u64,
+    /// Connections still busy when the drain timeout of a shutdown ran out.
+    pub aborted_on_shutdown: u64,
+}
+
+/// Configures and starts a [`Server`].
+///
+/// Defaults: one I/O thread per core, [`AcceptMode::MainSub`] with
+/// [`RoundRobin`], 10 000 connections, 1 MiB frames, 16 KiB read buffers,
+/// 256 KiB write buffers, 60 s idle / 10 s read / 10 s write timeouts,
+/// 5 s drain, `TCP_NODELAY` on, backlog 1024, no metrics.
+pub struct ServerBuilder {
+    threads: usize,
+    mode: AcceptMode,
+    balancer: Arc<dyn Balancer>,
+    limits: Limits,
+    metrics: Arc<dyn Metrics>,
+}
+
+impl fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("threads", &self.threads)
+            .field("mode", &self.mode)
+            .field("balancer", &self.balancer)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        ServerBuilder {
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            mode: AcceptMode::MainSub,
+            balancer: Arc::new(RoundRobin::new()),
+            limits: Limits {
+                max_connections: 10_000,
+                max_frame: DEFAULT_MAX_FRAME,
+                read_buffer: 16 * 1024,
+                max_write_buffer: 256 * 1024,
+                idle_timeout: Some(Duration::from_secs(60)),
+                read_timeout: Some(Duration::from_secs(10)),
+                write_timeout: Some(Duration::from_secs(10)),
+                drain_timeout: Duration::from_secs(5),
+                nodelay: true,
+                backlog: 1024,
+                record_latency: false,
+            },
+            metrics: Arc::new(NoopMetrics),
+        }
+    }
+}
+
+impl ServerBuilder {
+    /// A builder with the defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of I/O threads (sub-reactors). Default: available cores.
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = n;
+        self
+    }
+
+    /// Main/sub hand-off or per-thread `SO_REUSEPORT` listeners.
+    pub fn accept_mode(mut self, mode: AcceptMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The policy choosing a connection's thread (main/sub mode only).
+    pub fn balancer(mut self, balancer: impl Balancer) -> Self {
+        self.balancer = Arc::new(balancer);
+        self
+    }
+
+    /// Live connections beyond this are refused with an error frame.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.limits.max_connections = n;
+        self
+    }
+
+    /// The largest request or response payload; a bigger header closes the
+    /// connection with an error frame.
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.limits.max_frame = bytes;
+        self
+    }
+
+    /// Bytes read per wake-up (one `read` may carry many frames).
+    pub fn read_buffer(mut self, bytes: usize) -> Self {
+        self.limits.read_buffer = bytes;
+        self
+    }
+
+    /// Responses are coalesced into one write until this many bytes are
+    /// pending; then they are flushed before more requests are handled.
+    pub fn max_write_buffer(mut self, bytes: usize) -> Self {
+        self.limits.max_write_buffer = bytes;
+        self
+    }
+
+    /// Close connections that send nothing for this long (`None`: never).
+    pub fn idle_timeout(mut self, d: Option<Duration>) -> Self {
+        self.limits.idle_timeout = d;
+        self
+    }
+
+    /// Close connections that take longer than this to send one whole frame
+    /// once it started (slow-loris defence; `None`: never).
+    pub fn read_timeout(mut self, d: Option<Duration>) -> Self {
+        self.limits.read_timeout = d;
+        self
+    }
+
+    /// Close connections that do not take their responses for this long.
+    pub fn write_timeout(mut self, d: Option<Duration>) -> Self {
+        self.limits.write_timeout = d;
+        self
+    }
+
+    /// How long a shutdown waits for in-flight requests before aborting.
+    pub fn drain_timeout(mut self, d: Duration) -> Self {
+        self.limits.drain_timeout = d;
+        self
+    }
+
+    /// Set `TCP_NODELAY` on accepted sockets (default on).
+    pub fn nodelay(mut self, on: bool) -> Self {
+        self.limits.nodelay = on;
+        self
+    }
+
+    /// The listen backlog.
+    pub fn backlog(mut self, n: u32) -> Self {
+        self.limits.backlog = n;
+        self
+    }
+
+    /// Where counters (`reactor.accepted`, `reactor.refused`,
+    /// `reactor.requests`, `reactor.panics`, `reactor.frame_errors`,
+    /// `reactor.timeouts`), the `reactor.connections` gauge and, when
+    /// enabled, the `reactor.request_ns` histogram go. Turns latency
+    /// recording on.
+    pub fn metrics(mut self, metrics: Arc<dyn Metrics>) -> Self {
+        self.metrics = metrics;
+        self.limits.record_latency = true;
+        self
+    }
+
+    /// Whether to time every request into `reactor.request_ns` (two clock
+    /// reads per request).
+    pub fn record_latency(mut self, on: bool) -> Self {
+        self.limits.record_latency = on;
+        self
+    }
+
+    fn validate(&self) -> Result<(), ReactorError> {
+        let l = &self.limits;
+        let bad = |what: &str| Err(ReactorError::InvalidConfig(what.to_string()));
+        if self.threads == 0 || self.threads > 1024 {
+            return bad("threads must be in 1..=1024");
+        }
+        if l.max_frame == 0 || l.max_frame > MAX_FRAME_LIMIT {
+            return bad("max_frame must be in 1..=2^31-1");
+        }
+        if l.read_buffer < 64 {
+            return bad("read_buffer must be at least 64 bytes");
+        }
+        if l.max_write_buffer == 0 {
+            return bad("max_write_buffer must be positive");
+        }
+        if [l.idle_timeout, l.read_timeout, l.write_timeout]
+            .into_iter()
+            .flatten()
+            .any(|d| d.is_zero())
+        {
+            return bad("timeouts must be positive (use None to disable)");
+        }
+        Ok(())
+    }
+
+    /// Binds `addr` and starts the threads. `factory(i)` builds the service
+    /// of I/O thread `i` on that thread, inside its runtime (so it may start
+    /// timers, tasks or a [`Batcher`](crate::Batcher)); per-thread state
+    /// needs no lock.
+    ///
+    /// Returns once every thread is listening or ready.
+    pub fn serve<F, S>(self, addr: impl ToSocketAddrs, factory: F) -> Result<Server, ReactorError>
+    where
+        F: Fn(usize) -> S + Send + Sync + 'static,
+        S: Service,
+    {
+        self.validate()?;
+        let addr = addr
+            .to_socket_addrs()?
+            .next()
+            .ok_or(ReactorError::InvalidConfig(
+                "address resolves to nothing".into(),
+            ))?;
+        let n = self.threads;
+        let shared = Arc::new(Shared {
+            limits: self.limits,
+            metrics: self.metrics,
+            loads: (0..n).map(|_| AtomicUsize::new(0)).collect(),
+            active: AtomicUsize::new(0),
+            accepted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            counters: (0..n).map(|_| ThreadCounters::default()).collect(),
+        });
+        let factory = Arc::new(factory);
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let mut threads = Vec::with_capacity(n + 1);
+        let started = |h: std::io::Result<(JoinHandle<()>, std::sync::mpsc::Receiver<_>)>,
+                       threads: &mut Vec<JoinHandle<()>>|
+         -> Result<Option<SocketAddr>, ReactorError> {
+            let (h, ready) = h?;
+            threads.push(h);
+            match ready.recv() {
+                Ok(Ok(a)) => Ok(a),
+                Ok(Err(e)) => Err(ReactorError::Io(e)),
+                Err(_) => Err(ReactorError::Closed("a reactor thread died while starting")),
+            }
+        };
+        let result = (|| match self.mode {
+            AcceptMode::MainSub => {
+                let mut senders = Vec::with_capacity(n);
+                for i in 0..n {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    senders.push(tx);
+                    let h = spawn_worker(
+                        i,
+                        Arc::clone(&shared),
+                        Arc::clone(&factory),
+                        WorkerSource::Handoff(rx),
+                        shutdown_rx.clone(),
+                    );
+                    started(h, &mut threads)?;
+                }
+                let h = spawn_acceptor(
+                    addr,
+                    Arc::clone(&shared),
+                    senders,
+                    Arc::clone(&self.balancer),
+                    shutdown_rx.clone(),
+                );
+                started(h, &mut threads)?
+                    .ok_or(ReactorError::Closed("acceptor reported no address"))
+            }
+            AcceptMode::ReusePort => {
+                let mut bound = addr;
+                for i in 0..n {
+                    let h = spawn_worker(
+                        i,
+                        Arc::clone(&shared),
+                        Arc::clone(&factory),
+                        WorkerSource::ReusePort(bound),
+                        shutdown_rx.clone(),
+                    );
+                    if let Some(a) = started(h, &mut threads)? {
+                        bound = a;
+                    }
+                }
+                Ok(bound)
+            }
+        })();
+        match result {
+            Ok(local_addr) => Ok(Server {
+                local_addr,
+                shared,
+                shutdown: shutdown_tx,
+                threads,
+            }),
+            Err(e) => {
+                let _ = shutdown_tx.send(true);
+                for t in threads {
+                    let _ = t.join();
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Binds a listener with the configured backlog (and `SO_REUSEPORT` when asked).
+pub(crate) fn bind_listener(
+    addr: SocketAddr,
+    reuse_port: bool,
+    backlog: u32,
+) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
+/// How a starting thread reports its bound address (or failure).
+pub(crate) type Ready = std::sync::mpsc::Receiver<std::io::Result<Option<SocketAddr>>>;
+
+fn spawn_acceptor(
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    senders: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
+    balancer: Arc<dyn Balancer>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<(JoinHandle<()>, Ready)> {
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let h = std::thread::Builder::new()
+        .name("kuai-acceptor".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let listener = match bind_listener(addr, false, shared.limits.backlog) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(listener.local_addr().map(Some));
+                let mut loads = vec![0usize; senders.len()];
+                loop {
+                    let accepted = tokio::select! {
+                        biased;
+                        _ = shutdown.changed() => break,
+                        r = listener.accept() => r,
+                    };
+                    let stream = match accepted {
+                        Ok((s, _)) => s,
+                        Err(_) => {
+                            // Out of descriptors or similar: back off instead of spinning.
+                            shared.metrics.counter("reactor.accept_errors", 1);
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                            continue;
+                        }
+                    };
+                    if !shared.try_admit() {
+                        shared.refuse(&stream);
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(shared.limits.nodelay);
+                    for (slot, l) in loads.iter_mut().zip(shared.loads.iter()) {
+                        *slot = l.load(Ordering::Relaxed);
+                    }
+                    let i = balancer.pick(&loads) % senders.len().max(1);
+                    shared.loads[i].fetch_add(1, Ordering::AcqRel);
+                    let handed = stream
+                        .into_std()
+                        .ok()
+                        .is_some_and(|s| senders[i].send(s).is_ok());
+                    if !handed {
+                        shared.release(i);
+                    }
+                }
+            });
+        })?;
+    Ok((h, ready))
+}
+
+/// A running server. Dropping it shuts it down gracefully (and waits).
+///
+/// ```
+/// use kuai_reactor::{Client, Server, service_fn};
+///
+/// let server = Server::builder()
+///     .threads(2)
+///     .serve("127.0.0.1:0", |_thread| service_fn(|req| async move { Ok(req) }))
+///     .unwrap();
+/// let mut client = Client::connect(server.local_addr()).unwrap();
+/// assert_eq!(&client.call(b"hello").unwrap()[..], b"hello");
+/// let stats = server.shutdown();
+/// assert_eq!(stats.requests, 1);
+/// ```
+pub struct Server {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A [`ServerBuilder`] with the defaults.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::new()
+    }
+
+    /// The bound address (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> ServerStats {
+        self.shared.stats()
+    }
+
+    /// Live connections per I/O thread.
+    pub fn thread_loads(&self) -> Vec<usize> {
+        self.shared
+            .loads
+            .iter()
+            .map(|l| l.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// Stops accepting, lets in-flight requests finish and their responses
+    /// go out (up to the drain timeout), closes every connection, joins the
+    /// threads and returns the final counters.
+    pub fn shutdown(mut self) -> ServerStats {
+        self.stop();
+        self.shared.stats()
+    }
+
+    fn stop(&mut self) {
+        let _ = self.shutdown.send(true);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
