@@ -282,7 +282,7 @@ mod pg {
         let mut tasks = Vec::new();
         for c in 0..CLIENTS as u64 {
             let (router, table) = (router.clone(), table.clone());
-            tasks.push(store_tokio::spawn(async move {
+            tasks.push(tokio::spawn(async move {
                 let mut n = 0u64;
                 let mut s = Session::new();
                 let mut k = c;
@@ -321,7 +321,7 @@ mod pg {
         let mut tasks = Vec::new();
         for c in 0..CLIENTS as u64 {
             let (router, table) = (router.clone(), table.clone());
-            tasks.push(store_tokio::spawn(async move {
+            tasks.push(tokio::spawn(async move {
                 let mut s = Session::new();
                 let (mut primary, mut total, mut stale) = (0u64, 0u64, 0u64);
                 let mut i = 0u64;
@@ -378,7 +378,7 @@ mod pg {
                 return;
             }
         };
-        let rt = match store_tokio::runtime::Builder::new_multi_thread()
+        let rt = match tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
@@ -427,7 +427,7 @@ mod pg {
                 if Instant::now() > deadline {
                     return Err("standby did not catch up".to_string());
                 }
-                store_tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
             let only = Arc::new(
                 Router::builder()
