@@ -57,6 +57,7 @@
 //!   server at 127.0.0.1:5432 that accepts replication connections.
 #![forbid(unsafe_code)]
 
+mod cold_file;
 mod embedded;
 mod error;
 mod fanout;
@@ -69,8 +70,10 @@ mod router;
 mod session;
 mod snowflake;
 mod sync;
+mod tiering;
 mod timeline;
 
+pub use cold_file::{FileColdTier, MAX_VALUE as MAX_COLD_VALUE};
 pub use embedded::{EmbeddedCluster, EmbeddedNode};
 pub use error::StoreError;
 pub use kuai_core::Error;
@@ -82,6 +85,9 @@ pub use router::{
 };
 pub use session::{LogPosition, Session, TokenSigner};
 pub use snowflake::{IdParts, MAX_NODE, Snowflake};
+pub use tiering::{
+    ColdTier, CrashAfter, MemoryColdTier, MigrationPolicy, MigrationReport, TieredStore,
+};
 pub use timeline::{
     Cursor, FanoutStrategy, Page, Timeline, TimelineBuilder, TimelineEntry, TimelineStats,
 };
