@@ -61,6 +61,7 @@ mod cold_file;
 mod embedded;
 mod error;
 mod fanout;
+mod index_table;
 mod merge;
 #[cfg(feature = "postgres")]
 pub mod pg_standby;
@@ -76,6 +77,7 @@ mod timeline;
 pub use cold_file::{FileColdTier, MAX_VALUE as MAX_COLD_VALUE};
 pub use embedded::{EmbeddedCluster, EmbeddedNode};
 pub use error::StoreError;
+pub use index_table::{Order, OrderTables, ReconcileReport};
 pub use kuai_core::Error;
 #[cfg(feature = "postgres")]
 pub use postgres::{PgKvTable, PgNode, pg_error};
