@@ -69,6 +69,8 @@ pub mod pg_standby;
 mod postgres;
 mod router;
 mod session;
+#[cfg(feature = "postgres")]
+mod sharded_pg;
 mod snowflake;
 mod sync;
 mod tiering;
@@ -86,6 +88,8 @@ pub use router::{
     RouterStats, RoutingPolicy, Target,
 };
 pub use session::{LogPosition, Session, TokenSigner};
+#[cfg(feature = "postgres")]
+pub use sharded_pg::{MAX_PAGE_DEPTH, PgShard, PgShardedTable, ShardedRow};
 pub use snowflake::{IdParts, MAX_NODE, Snowflake};
 pub use tiering::{
     ColdTier, CrashAfter, MemoryColdTier, MigrationPolicy, MigrationReport, TieredStore,
