@@ -16,9 +16,25 @@
 //!   call.
 //! * [`EmbeddedCluster`]: an in-memory primary and replicas whose replication
 //!   delay follows a [`kuai_core::Clock`] — deterministic tests of the above.
-//! * `PgNode` / `PgCluster` (feature `postgres`): the same router over a real
-//!   PostgreSQL primary and hot standbys, positions from
-//!   `pg_current_wal_lsn()` / `pg_last_wal_replay_lsn()`.
+//! * `PgNode` (feature `postgres`): the same router over a real PostgreSQL
+//!   primary and hot standbys, positions from `pg_current_wal_lsn()` /
+//!   `pg_last_wal_replay_lsn()`; `pg_standby::TempStandby` makes a throwaway
+//!   standby for tests and benchmarks.
+//! * [`Timeline`]: feeds by push (bounded inboxes), pull (k-way merge of
+//!   outboxes) or hybrid (push for ordinary accounts, pull for celebrities),
+//!   asynchronous fan-out through a bounded queue, cursor pagination.
+//! * [`TieredStore`]: hot/cold tiering by age and read frequency, reads
+//!   transparent across tiers, crash-safe migration; [`FileColdTier`] is a
+//!   checksummed append-only cold tier.
+//! * [`OrderTables`]: a heterogeneous index table — orders by buyer mirrored
+//!   asynchronously to a seller-sharded copy, with reconciliation.
+//! * `PgShardedTable` (feature `postgres`): one table across N schemas,
+//!   routed by a `kuai-shard` partitioner, cross-shard count and deep pages
+//!   through its scatter-gather.
+//! * [`Snowflake`]: time + node + sequence ids, monotonic per node even when
+//!   the clock goes backwards.
+//!
+//! The guide, including static/dynamic separation, is `docs/store.md`.
 //!
 //! # Example
 //!
@@ -53,8 +69,10 @@
 //!
 //! # Feature flags
 //!
-//! * `postgres` — the PostgreSQL backend (tokio-postgres). Its tests need a
-//!   server at 127.0.0.1:5432 that accepts replication connections.
+//! * `postgres` — the PostgreSQL backend (tokio-postgres): `PgNode`,
+//!   `PgKvTable`, `PgShardedTable`, `pg_standby`. Its tests need a server at
+//!   127.0.0.1:5432 (database `test`, trust auth) that accepts replication
+//!   connections from 127.0.0.1 (for the hot standby they create).
 #![forbid(unsafe_code)]
 
 mod cold_file;

@@ -406,3 +406,25 @@ proptest! {
         });
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_background_monitor_takes_out_and_readmits() {
+    let (clock, primary, replicas) = cluster(&[50]);
+    let router = Arc::new(
+        Router::builder()
+            .max_lag(3)
+            .readmit_lag(0)
+            .build(primary, replicas),
+    );
+    let monitor = router.spawn_monitor(Duration::from_millis(10));
+    let mut s = Session::new();
+    for i in 0..5 {
+        put(&router, &mut s, i, 0).await;
+    }
+    tokio::time::sleep(Duration::from_millis(25)).await;
+    assert_eq!(router.replica_status()[0].out, Some(OutReason::Lagging(5)));
+    clock.advance(Duration::from_millis(50));
+    tokio::time::sleep(Duration::from_millis(25)).await;
+    assert_eq!(router.replica_status()[0].out, None);
+    drop(monitor);
+}
