@@ -26,16 +26,17 @@ pub enum StoreError {
         #[source]
         source: Option<BoxError>,
     },
-    /// A node answered with an error.
-    #[error("node {node}: {what}")]
-    Node {
+    /// A node refused an operation (a constraint violation, bad SQL, a
+    /// write to a read-only replica…). The kind is the node's own.
+    #[error("node {node}: {what}: {source}")]
+    Rejected {
         /// The node's name.
         node: String,
         /// What was being done.
         what: String,
-        /// The driver's error.
+        /// The node's error, whose kind this error keeps.
         #[source]
-        source: Option<BoxError>,
+        source: Error,
     },
     /// An operation took longer than its bound.
     #[error("{what} timed out after {after:?}")]
@@ -80,7 +81,8 @@ impl StoreError {
     /// The shared error kind of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            StoreError::PrimaryUnavailable { .. } | StoreError::Node { .. } => ErrorKind::Backend,
+            StoreError::PrimaryUnavailable { .. } => ErrorKind::Backend,
+            StoreError::Rejected { source, .. } => source.kind(),
             StoreError::Timeout { .. } => ErrorKind::Timeout,
             StoreError::BadToken(_) | StoreError::BadCursor(_) | StoreError::Corrupt(_) => {
                 ErrorKind::Corrupt
@@ -101,13 +103,12 @@ impl From<StoreError> for Error {
     }
 }
 
-/// Recovers a [`StoreError`] carried inside a [`kuai_core::Error`] (as
-/// produced by `From<StoreError>`), or wraps a foreign one as a node error.
+/// A node's refusal, keeping its kind.
 pub(crate) fn node_error(node: &str, what: &str, err: Error) -> StoreError {
-    StoreError::Node {
+    StoreError::Rejected {
         node: node.to_string(),
         what: what.to_string(),
-        source: Some(Box::new(err)),
+        source: err,
     }
 }
 

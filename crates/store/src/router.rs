@@ -301,6 +301,16 @@ async fn bounded<T>(
         })
 }
 
+/// Whether an error means the node is unwell (rather than the request bad).
+fn is_node_failure(e: &kuai_core::Error) -> bool {
+    matches!(
+        e.kind(),
+        kuai_core::ErrorKind::Backend
+            | kuai_core::ErrorKind::Timeout
+            | kuai_core::ErrorKind::Closed
+    )
+}
+
 impl Router<()> {
     /// A builder with defaults that suit most deployments.
     pub fn builder() -> RouterBuilder {
@@ -394,7 +404,7 @@ impl<N: Node> Router<N> {
         bump(&self.counters.writes);
         let value = match bounded(self.cfg.op_timeout, "write", f(self.primary.clone())).await {
             Ok(Ok(v)) => v,
-            Ok(Err(e)) if e.kind() == kuai_core::ErrorKind::Backend => {
+            Ok(Err(e)) if is_node_failure(&e) => {
                 return Err(self.primary_down("write", Some(Box::new(e))));
             }
             Ok(Err(e)) => return Err(node_error(self.primary.name(), "write", e)),
@@ -421,7 +431,7 @@ impl<N: Node> Router<N> {
         bump(&self.counters.primary_reads);
         let value = match bounded(self.cfg.op_timeout, "read", f(self.primary.clone())).await {
             Ok(Ok(v)) => v,
-            Ok(Err(e)) if e.kind() == kuai_core::ErrorKind::Backend => {
+            Ok(Err(e)) if is_node_failure(&e) => {
                 return Err(self.primary_down("read", Some(Box::new(e))));
             }
             Ok(Err(e)) => return Err(node_error(self.primary.name(), "read", e)),
@@ -558,7 +568,10 @@ impl<N: Node> Router<N> {
                             second_read: false,
                         });
                     }
-                    Ok(Err(e)) => self.take_out(i, e.to_string()),
+                    // The replica is unwell: out of rotation, try elsewhere.
+                    Ok(Err(e)) if is_node_failure(&e) => self.take_out(i, e.to_string()),
+                    // The query itself is refused: the primary would refuse it too.
+                    Ok(Err(e)) => return Err(node_error(slot.node.name(), "read", e)),
                     Err(t) => self.take_out(i, t.to_string()),
                 }
             }

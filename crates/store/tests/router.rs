@@ -428,3 +428,23 @@ async fn the_background_monitor_takes_out_and_readmits() {
     assert_eq!(router.replica_status()[0].out, None);
     drop(monitor);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_request_keeps_its_kind_and_the_replica_stays_in() {
+    let (_clock, primary, replicas) = cluster(&[0]);
+    let router = Router::builder().build(primary, replicas.clone());
+    let mut s = Session::new();
+    // Writing through a replica handle is refused as InvalidInput, not Backend.
+    let r0 = replicas[0].clone();
+    let e = router
+        .write(&mut s, move |_p| async move { r0.put(1, 1).await })
+        .await;
+    assert_eq!(e.err().map(|e| e.kind()), Some(ErrorKind::InvalidInput));
+    let e = router
+        .read(&mut s, Consistency::Eventual, |_n| async move {
+            Err::<Option<u64>, _>(kuai_core::Error::invalid_input("bad query"))
+        })
+        .await;
+    assert_eq!(e.err().map(|e| e.kind()), Some(ErrorKind::InvalidInput));
+    assert_eq!(router.replica_status()[0].out, None);
+}
