@@ -31,6 +31,8 @@
 //! * `PgShardedTable` (feature `postgres`): one table across N schemas,
 //!   routed by a `kuai-shard` partitioner, cross-shard count and deep pages
 //!   through its scatter-gather.
+//! * [`Modules`]: vertical split by module — one router (one database) per
+//!   business module.
 //! * [`Snowflake`]: time + node + sequence ids, monotonic per node even when
 //!   the clock goes backwards.
 //!
@@ -93,6 +95,7 @@ mod snowflake;
 mod sync;
 mod tiering;
 mod timeline;
+mod vertical;
 
 pub use cold_file::{FileColdTier, MAX_VALUE as MAX_COLD_VALUE};
 pub use embedded::{EmbeddedCluster, EmbeddedNode};
@@ -115,3 +118,4 @@ pub use tiering::{
 pub use timeline::{
     Cursor, FanoutStrategy, Page, Timeline, TimelineBuilder, TimelineEntry, TimelineStats,
 };
+pub use vertical::{Modules, ModulesBuilder};

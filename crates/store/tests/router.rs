@@ -448,3 +448,37 @@ async fn a_refused_request_keeps_its_kind_and_the_replica_stays_in() {
     assert_eq!(e.err().map(|e| e.kind()), Some(ErrorKind::InvalidInput));
     assert_eq!(router.replica_status()[0].out, None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn vertical_split_keeps_modules_in_separate_databases() {
+    let (_c1, users_primary, users_replicas) = cluster(&[0]);
+    let (_c2, orders_primary, _) = cluster(&[]);
+    let modules = kuai_store::Modules::builder()
+        .module(
+            "users",
+            Router::builder().build(users_primary.clone(), users_replicas),
+        )
+        .module(
+            "orders",
+            Router::builder().build(orders_primary.clone(), vec![]),
+        )
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Log positions belong to one database: one session per module.
+    let (mut su, mut so) = (Session::new(), Session::new());
+    let users = modules.get("users").unwrap_or_else(|e| panic!("{e}"));
+    let orders = modules.get("orders").unwrap_or_else(|e| panic!("{e}"));
+    put(users, &mut su, 1, 100).await;
+    put(orders, &mut so, 1, 200).await;
+    assert_eq!(users_primary.get(&1).await.ok().flatten(), Some(100));
+    assert_eq!(orders_primary.get(&1).await.ok().flatten(), Some(200));
+    assert!(matches!(
+        modules.get("billing"),
+        Err(StoreError::NotFound(_))
+    ));
+    let dup = kuai_store::Modules::builder()
+        .module("a", Router::builder().build(orders_primary.clone(), vec![]))
+        .module("a", Router::builder().build(orders_primary, vec![]))
+        .build();
+    assert!(dup.is_err());
+}
