@@ -20,7 +20,6 @@ use kuai::reactor::{
     AcceptMode, Batcher, Hedger, Idempotency, Server, WaitFor, fan_out, service_fn,
 };
 use kuai_benches::{Better, Row, Section, median_pair, ms};
-use tokio;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PAYLOAD: usize = 64;
