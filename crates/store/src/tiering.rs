@@ -381,3 +381,36 @@ mod tests {
         assert_eq!(s.cold().get(&2).ok().flatten(), None);
     }
 }
+
+impl<K, V, C> kuai_core::KvStore<K, V> for TieredStore<K, V, C>
+where
+    K: Clone + Eq + Hash + Send + Sync,
+    V: Clone + Send + Sync,
+    C: ColdTier<K, V>,
+{
+    /// Reads through both tiers (a cache's loader can sit on a tiered store).
+    async fn get(&self, key: &K) -> kuai_core::Result<Option<V>> {
+        TieredStore::get(self, key).map_err(Into::into)
+    }
+    async fn put(&self, key: K, value: V) -> kuai_core::Result<()> {
+        TieredStore::put(self, key, value).map_err(Into::into)
+    }
+    async fn delete(&self, key: &K) -> kuai_core::Result<()> {
+        TieredStore::delete(self, key).map_err(Into::into)
+    }
+}
+
+#[cfg(test)]
+mod kv_tests {
+    use super::*;
+    use kuai_core::KvStore;
+
+    #[tokio::test]
+    async fn a_tiered_store_is_a_kv_store() {
+        let s: TieredStore<u32, u32, _> = TieredStore::in_memory();
+        assert!(KvStore::put(&s, 1, 10).await.is_ok());
+        assert_eq!(KvStore::get(&s, &1).await.ok().flatten(), Some(10));
+        assert!(KvStore::delete(&s, &1).await.is_ok());
+        assert_eq!(KvStore::get(&s, &1).await.ok().flatten(), None);
+    }
+}
