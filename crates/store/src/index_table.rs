@@ -46,6 +46,9 @@ enum Event {
 
 type Shard = Mutex<BTreeMap<(u64, u64), Order>>;
 
+/// Tombstones kept for deleted orders (bounds the mirror's memory).
+const MAX_TOMBSTONES: usize = 65_536;
+
 struct Inner<P> {
     partitioner: P,
     by_buyer: Vec<Shard>,

@@ -99,6 +99,7 @@ fn pg_command(bin: &Path, as_postgres: bool) -> Command {
 
 fn psql(addr: &PrimaryAddr, port: u16, sql: &str) -> Result<String, StoreError> {
     let out = run(Command::new("psql")
+        .env("PGCONNECT_TIMEOUT", "5")
         .arg("-h")
         .arg(&addr.host)
         .arg("-p")
