@@ -148,10 +148,17 @@ impl<P: Partitioner<u64>> Inner<P> {
                 seller,
                 version,
             } => {
-                self.tombstones
-                    .lock()
-                    .map_err(|_| poisoned())?
-                    .insert(id, version);
+                let mut tombs = self.tombstones.lock().map_err(|_| poisoned())?;
+                tombs.insert(id, version);
+                if tombs.len() > MAX_TOMBSTONES {
+                    // Only a write racing a delete needs a tombstone; ones
+                    // older than the last MAX_TOMBSTONES writes are dropped
+                    // (a resurrection after that is an orphan that
+                    // reconciliation removes).
+                    let keep_after = version.saturating_sub(MAX_TOMBSTONES as u64);
+                    tombs.retain(|_, v| *v > keep_after);
+                }
+                drop(tombs);
                 let mut shard = self.seller_shard(seller).lock().map_err(|_| poisoned())?;
                 if shard
                     .get(&(seller, id))
