@@ -1,0 +1,120 @@
+//! A quick single-process throughput probe (kuai vs quick_cache), Zipf keys.
+//!
+//! `cargo run --release -p kuai-cache --features trace --example throughput -- [threads] [keyspace] [write_every]`
+//!
+//! Environment: `POLICY=lru|fifo|tinylfu`, `SHARDS=n`, `KUAI_ONLY=1` (skip quick_cache),
+//! `QC_ONLY=1` (quick_cache only).
+use std::time::Instant;
+
+use kuai_cache::{Cache, trace};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let threads: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
+    let space: usize = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let write_every: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(10);
+    let mut keys = trace::zipf(space, 0.99, 1 << 20, 7);
+    if std::env::var_os("SCRAMBLE").is_some() {
+        for k in &mut keys {
+            *k = k.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17);
+        }
+    }
+    let ops = 2_000_000usize;
+    let policy = match std::env::var("POLICY").as_deref() {
+        Ok("lru") => kuai_cache::Policy::Lru,
+        Ok("fifo") => kuai_cache::Policy::Fifo,
+        _ => kuai_cache::Policy::TinyLfu,
+    };
+    let shards: usize = std::env::var("SHARDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32);
+    let kuai = match Cache::<u64, u64>::builder()
+        .max_capacity(100_000)
+        .policy(policy)
+        .shards(shards)
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return;
+        }
+    };
+    let qc = quick_cache::sync::Cache::<u64, u64>::new(100_000);
+    for k in keys.iter().take(200_000) {
+        kuai.insert(*k, 0);
+        qc.insert(*k, 0);
+    }
+    let qc_only = std::env::var_os("QC_ONLY").is_some();
+    for round in 0..3 {
+        let t = Instant::now();
+        if qc_only {
+            std::thread::scope(|s| {
+                for th in 0..threads {
+                    let (qc, keys) = (&qc, &keys);
+                    s.spawn(move || {
+                        for i in 0..ops {
+                            let k = keys[(i + th * 1000) & ((1 << 20) - 1)];
+                            if i % write_every == 0 {
+                                qc.insert(k, 1);
+                            } else {
+                                std::hint::black_box(qc.get(&k));
+                            }
+                        }
+                    });
+                }
+            });
+            let q = (ops * threads) as f64 / t.elapsed().as_secs_f64() / 1e6;
+            println!("quick_cache {q:.2}");
+            continue;
+        }
+        std::thread::scope(|s| {
+            for th in 0..threads {
+                let (kuai, keys) = (&kuai, &keys);
+                s.spawn(move || {
+                    for i in 0..ops {
+                        let k = keys[(i + th * 1000) & ((1 << 20) - 1)];
+                        if i % write_every == 0 {
+                            kuai.insert(k, 1);
+                        } else {
+                            std::hint::black_box(kuai.get(&k));
+                        }
+                    }
+                });
+            }
+        });
+        let k = (ops * threads) as f64 / t.elapsed().as_secs_f64() / 1e6;
+        if std::env::var_os("KUAI_ONLY").is_some() {
+            println!("kuai {k:.2}");
+            continue;
+        }
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for th in 0..threads {
+                let (qc, keys) = (&qc, &keys);
+                s.spawn(move || {
+                    for i in 0..ops {
+                        let k = keys[(i + th * 1000) & ((1 << 20) - 1)];
+                        if i % write_every == 0 {
+                            qc.insert(k, 1);
+                        } else {
+                            std::hint::black_box(qc.get(&k));
+                        }
+                    }
+                });
+            }
+        });
+        let q = (ops * threads) as f64 / t.elapsed().as_secs_f64() / 1e6;
+        if std::env::var_os("KUAI_ONLY").is_some() {
+            continue;
+        }
+        println!(
+            "round {round}: kuai {k:.2} Mops/s, quick_cache {q:.2} Mops/s, ratio {:.2}",
+            k / q
+        );
+    }
+}
