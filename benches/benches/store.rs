@@ -362,7 +362,7 @@ mod pg {
     }
 
     pub(super) fn read_write_split(s: &mut Section) {
-        let dur = Duration::from_millis(s.pick(1_000, 3_000));
+        let dur = Duration::from_millis(s.pick(450, 3_000));
         let addr = PrimaryAddr::default();
         let sb = match TempStandby::start(&addr) {
             Ok(sb) => sb,
@@ -409,12 +409,14 @@ mod pg {
                 .map_err(|e| e.to_string())?;
             table.create(&primary).await.map_err(|e| e.to_string())?;
             let keys = 1000u64;
-            for k in 0..keys {
-                table
-                    .put(&primary, &format!("k{k}"), "value")
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
+            let c = primary.client().await.map_err(|e| e.to_string())?;
+            c.batch_execute(&format!(
+                "INSERT INTO {} SELECT 'k' || g, 'value' FROM generate_series(0, {}) g",
+                table.name(),
+                keys - 1
+            ))
+            .await
+            .map_err(|e| e.to_string())?;
             // Wait for the standby to have the rows.
             let deadline = Instant::now() + Duration::from_secs(30);
             while table
