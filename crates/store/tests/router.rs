@@ -361,6 +361,8 @@ enum Op {
     Write(u32, u64),
     Advance(u64),
     Read(u32, bool),
+    Down(usize, bool),
+    Check,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -368,13 +370,16 @@ fn op() -> impl Strategy<Value = Op> {
         (0u32..4, any::<u64>()).prop_map(|(k, v)| Op::Write(k, v)),
         (0u64..30).prop_map(Op::Advance),
         (0u32..4, any::<bool>()).prop_map(|(k, m)| Op::Read(k, m)),
+        (0usize..4, any::<bool>()).prop_map(|(i, d)| Op::Down(i, d)),
+        Just(Op::Check),
     ]
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     /// Under read-your-writes (and monotonic reads) a session always sees
-    /// its own latest write, whatever the replicas' delays.
+    /// its own latest write, whatever the replicas' delays, failures and
+    /// lag-monitor decisions.
     #[test]
     fn read_your_writes_never_returns_a_stale_value(
         delays in prop::collection::vec(0u64..40, 1..4),
@@ -389,13 +394,15 @@ proptest! {
         rt.block_on(async {
             let (clock, primary, replicas) = cluster(&delays);
             let policy = if least_lag { RoutingPolicy::LeastLag } else { RoutingPolicy::RoundRobin };
-            let router = Router::builder().policy(policy).rw_wait(Duration::ZERO).second_read(false).build(primary, replicas);
+            let router = Router::builder().policy(policy).rw_wait(Duration::ZERO).second_read(false).max_lag(3).build(primary, replicas.clone());
             let mut s = Session::new();
             let mut model = std::collections::HashMap::new();
             for op in ops {
                 match op {
                     Op::Write(k, v) => { put(&router, &mut s, k, v).await; model.insert(k, v); }
                     Op::Advance(ms) => clock.advance(Duration::from_millis(ms)),
+                    Op::Down(i, d) => { if let Some(r) = replicas.get(i) { r.set_down(d); } }
+                    Op::Check => { let _ = router.check_replicas().await; }
                     Op::Read(k, mono) => {
                         let c = if mono { Consistency::Monotonic } else { Consistency::ReadYourWrites };
                         let (v, _) = get(&router, &mut s, c, k).await;
