@@ -316,7 +316,7 @@ mod pg {
         table: PgKvTable,
         reads_per_write: u64,
         dur: Duration,
-    ) -> Result<(f64, u64), String> {
+    ) -> Result<(f64, u64, f64), String> {
         let until = Instant::now() + dur;
         let mut tasks = Vec::new();
         for c in 0..CLIENTS as u64 {
@@ -358,7 +358,9 @@ mod pg {
             t += b;
             st += c;
         }
-        Ok((p as f64 / t.max(1) as f64, st))
+        // Each client writes once per `reads_per_write` reads.
+        let writes_per_s = (t / reads_per_write.max(1)) as f64 / dur.as_secs_f64();
+        Ok((p as f64 / t.max(1) as f64, st, writes_per_s))
     }
 
     pub(super) fn read_write_split(s: &mut Section) {
@@ -453,17 +455,17 @@ mod pg {
                     .rw_wait(Duration::ZERO)
                     .build(primary.clone(), vec![standby.clone()]),
             );
-            let (frac, stale) = ryw_primary_fraction(eager, table.clone(), 4, dur).await?;
+            let (frac, stale, wps) = ryw_primary_fraction(eager, table.clone(), 4, dur).await?;
             let c = primary.client().await.map_err(|e| e.to_string())?;
             let _ = c
                 .batch_execute(&format!("DROP TABLE {}", table.name()))
                 .await;
-            Ok::<_, String>((p, r, frac, stale))
+            Ok::<_, String>((p, r, frac, stale, wps))
         });
         drop(rt);
         drop(sb);
         match result {
-            Ok((p, r, frac, stale)) => {
+            Ok((p, r, frac, stale, wps)) => {
                 s.record(
                     Row::new("PostgreSQL read throughput, reads on 1 hot standby vs primary-only", "reads/s", Better::Higher)
                         .peer("primary-only", p)
@@ -478,6 +480,7 @@ mod pg {
                         .kuai(frac * 100.0)
                         .param("clients", CLIENTS as u64)
                         .param("stale_reads", stale)
+                        .param("writes_per_s", wps.round())
                         .note("rw_wait 0: a read the standby cannot serve yet goes straight to the primary; stale reads must be 0"),
                 );
             }
