@@ -3,8 +3,8 @@
 //! "a buyer's orders" and "a seller's orders" are both one-shard queries.
 //!
 //! Every write to the system of record bumps the order's version and
-//! enqueues a mirror event on a bounded queue drained by a background
-//! worker; the mirror applies an event only if it is newer than what it
+//! enqueues a mirror event on a bounded `kuai-queue` buffer queue drained
+//! by a background worker; the mirror applies an event only if it is newer than what it
 //! holds, so replays and repairs are idempotent. A full queue does not fail
 //! the write (the system of record is what matters) — the event is counted
 //! as dropped and the mirror drifts; [`OrderTables::reconcile`] finds and

@@ -13,8 +13,9 @@
 //!   least `threshold` followers; a read merges the inbox with the outboxes
 //!   of the few followed "celebrities". Both sides stay cheap.
 //!
-//! Fan-out is asynchronous through a bounded queue: when it is full a post
-//! is rejected with [`StoreError::Full`] (kind `Overloaded`) rather than
+//! Fan-out is asynchronous through a bounded `kuai-queue`
+//! [`BufferQueue`](kuai_queue::BufferQueue): when it is full a post is
+//! rejected with [`StoreError::Full`] (kind `Overloaded`) rather than
 //! buffered without bound. Post ids are [`Snowflake`] ids, so "newer" is
 //! "larger id" and pagination uses the last id seen as a [`Cursor`].
 //!
