@@ -14,7 +14,7 @@
 //!   [`FrameCodec`](kuai_codec::FrameCodec) (varint or `u32` length, maximum
 //!   frame size); error messages travel as ordinary frames behind a prefix.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::ReactorError;
 use crate::frame::{FrameCodec, HEADER_LEN};
@@ -107,17 +107,24 @@ impl Framing for FrameCodec {
 
     #[inline]
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, ReactorError> {
-        let req = self.decode_request(buf)?;
-        if req.is_none() {
-            // Make room for the whole declared frame (bounded by max_frame).
-            if let Some((_, len)) = self.peek_header(buf)? {
-                let need = HEADER_LEN + len;
-                if buf.capacity() < need {
-                    buf.reserve(need - buf.len());
-                }
-            }
+        // `decode_request` with one header read, plus the reservation for a
+        // partial frame.
+        let Some((is_error, len)) = self.peek_header(buf)? else {
+            return Ok(None);
+        };
+        if is_error {
+            return Err(ReactorError::UnexpectedErrorFrame);
         }
-        Ok(req)
+        let need = HEADER_LEN + len;
+        if buf.len() < need {
+            // Make room for the whole declared frame (bounded by max_frame).
+            if buf.capacity() < need {
+                buf.reserve(need - buf.len());
+            }
+            return Ok(None);
+        }
+        buf.advance(HEADER_LEN);
+        Ok(Some(buf.split_to(len).freeze()))
     }
 
     #[inline]
