@@ -22,6 +22,11 @@
 //! - [`Batcher`]: single-key calls within a window become one batch call.
 //! - [`Hedger`]: a backup request after the live p95, first answer wins,
 //!   budget-capped, never for non-idempotent calls.
+//! - [`Framing`]: the wire format is pluggable. The default is the reactor's
+//!   own length prefix ([`frame::FrameCodec`]); [`CodecFraming`] speaks
+//!   `kuai-codec`'s length-delimited frames (varint or `u32` length, maximum
+//!   frame size); a text protocol (say RESP) implements [`Framing`] itself.
+//!   The server is monomorphized for its framing (no `dyn` per frame).
 //! - [`HdrMetrics`]: a [`kuai_core::Metrics`] sink with hdrhistograms, to
 //!   read the server's `reactor.request_ns` as quantiles.
 //!
@@ -53,8 +58,27 @@
 //!
 //! # Wire format
 //!
-//! Until `kuai-codec`'s framing lands: a 4-byte big-endian length (top bit =
-//! error frame) then the payload; see [`frame`].
+//! Chosen with [`ServerBuilder::framing`]. By default a 4-byte big-endian
+//! length (top bit = error frame) then the payload, which [`Client`] speaks;
+//! see [`frame`]. With [`CodecFraming`], frames are `kuai-codec`'s
+//! [`FrameCodec`](kuai_codec::FrameCodec) and any `kuai-codec` user is a
+//! client:
+//!
+//! ```
+//! use kuai_reactor::{CodecFraming, Server, service_fn};
+//!
+//! let frames = kuai_codec::FrameCodec::u32_be().with_max_frame(4096);
+//! let server = Server::builder()
+//!     .threads(1)
+//!     .framing(CodecFraming::new(frames))
+//!     .serve("127.0.0.1:0", |_| service_fn(|req| async move { Ok(req) }))
+//!     .unwrap();
+//! let mut conn = std::net::TcpStream::connect(server.local_addr()).unwrap();
+//! frames.write_frame(&mut conn, b"ping").unwrap();
+//! let mut reply = Vec::new();
+//! frames.read_frame(&mut conn, &mut reply).unwrap();
+//! assert_eq!(reply, b"ping");
+//! ```
 //!
 //! # Feature flags
 //!
@@ -69,6 +93,7 @@ mod continuation;
 mod error;
 mod fan_out;
 pub mod frame;
+mod framing;
 mod hedge;
 mod histogram;
 mod server;
@@ -86,6 +111,7 @@ pub use client::Client;
 pub use continuation::{Continuation, Finally, OnTimeout, Then};
 pub use error::ReactorError;
 pub use fan_out::{FanOut, Leg, WaitFor, fan_out};
+pub use framing::{CodecFraming, DEFAULT_ERROR_PREFIX, Framing};
 pub use hedge::{Budget, HedgeStats, Hedger, HedgerBuilder, Idempotency};
 pub use histogram::{HdrMetrics, LatencyHistogram};
 pub use kuai_core::Error;

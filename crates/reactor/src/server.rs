@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use crate::balance::{Balancer, RoundRobin};
 use crate::frame::{DEFAULT_MAX_FRAME, FrameCodec, MAX_FRAME_LIMIT};
 use crate::worker::{WorkerSource, spawn_worker};
-use crate::{ReactorError, Service};
+use crate::{Framing, ReactorError, Service};
 
 /// How connections reach the I/O threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -115,10 +115,12 @@ impl Shared {
         );
     }
 
-    /// Sends a "refused" error frame without blocking, then drops the socket.
-    pub(crate) fn refuse(&self, stream: &tokio::net::TcpStream) {
+    /// Sends a "refused" error frame (in the server's framing) without
+    /// blocking, then drops the socket.
+    pub(crate) fn refuse<F: Framing>(&self, stream: &tokio::net::TcpStream, framing: &F) {
         let mut buf = BytesMut::new();
-        FrameCodec::new(self.limits.max_frame)
+        framing
+            .clone()
             .encode_error("overloaded: max connections reached", &mut buf);
         let _ = stream.try_write(&buf);
     }
@@ -168,24 +170,32 @@ pub struct ServerStats {
 /// Configures and starts a [`Server`].
 ///
 /// Defaults: one I/O thread per core, [`AcceptMode::MainSub`] with
-/// [`RoundRobin`], 10 000 connections, 1 MiB frames, 16 KiB read buffers,
+/// [`RoundRobin`], 10 000 connections, the reactor's length-prefixed
+/// [`FrameCodec`] framing with 1 MiB frames, 16 KiB read buffers,
 /// 256 KiB write buffers, 60 s idle / 10 s read / 10 s write timeouts,
 /// 5 s drain, `TCP_NODELAY` on, backlog 1024, no metrics.
-pub struct ServerBuilder {
+///
+/// The type parameter is the wire [`Framing`]; [`framing`](Self::framing)
+/// swaps it (e.g. for [`CodecFraming`](crate::CodecFraming), `kuai-codec`'s
+/// framing). The server is monomorphized for it: no dynamic dispatch per
+/// frame.
+pub struct ServerBuilder<F = FrameCodec> {
     threads: usize,
     mode: AcceptMode,
     balancer: Arc<dyn Balancer>,
     limits: Limits,
     metrics: Arc<dyn Metrics>,
+    framing: F,
 }
 
-impl fmt::Debug for ServerBuilder {
+impl<F: fmt::Debug> fmt::Debug for ServerBuilder<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerBuilder")
             .field("threads", &self.threads)
             .field("mode", &self.mode)
             .field("balancer", &self.balancer)
             .field("limits", &self.limits)
+            .field("framing", &self.framing)
             .finish_non_exhaustive()
     }
 }
@@ -193,6 +203,7 @@ impl fmt::Debug for ServerBuilder {
 impl Default for ServerBuilder {
     fn default() -> Self {
         ServerBuilder {
+            framing: FrameCodec::new(DEFAULT_MAX_FRAME),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             mode: AcceptMode::MainSub,
             balancer: Arc::new(RoundRobin::new()),
@@ -220,6 +231,35 @@ impl ServerBuilder {
         Self::default()
     }
 
+    /// The largest request or response payload of the default framing; a
+    /// bigger header closes the connection with an error frame. (Other
+    /// framings carry their own limit.)
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.limits.max_frame = bytes;
+        self.framing = FrameCodec::new(bytes);
+        self
+    }
+}
+
+impl<F: Framing> ServerBuilder<F> {
+    /// Replaces the wire framing: how requests are cut from each
+    /// connection's byte stream and how responses and error messages are
+    /// written. Every connection gets its own clone of `framing`.
+    ///
+    /// Default: the reactor's length-prefixed [`FrameCodec`]; see
+    /// [`CodecFraming`](crate::CodecFraming) for `kuai-codec`'s framing, or
+    /// implement [`Framing`] for your own protocol.
+    pub fn framing<G: Framing>(self, framing: G) -> ServerBuilder<G> {
+        ServerBuilder {
+            threads: self.threads,
+            mode: self.mode,
+            balancer: self.balancer,
+            limits: self.limits,
+            metrics: self.metrics,
+            framing,
+        }
+    }
+
     /// Number of I/O threads (sub-reactors). Default: available cores.
     pub fn threads(mut self, n: usize) -> Self {
         self.threads = n;
@@ -241,13 +281,6 @@ impl ServerBuilder {
     /// Live connections beyond this are refused with an error frame.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.limits.max_connections = n;
-        self
-    }
-
-    /// The largest request or response payload; a bigger header closes the
-    /// connection with an error frame.
-    pub fn max_frame(mut self, bytes: usize) -> Self {
-        self.limits.max_frame = bytes;
         self
     }
 
@@ -350,9 +383,9 @@ impl ServerBuilder {
     /// needs no lock.
     ///
     /// Returns once every thread is listening or ready.
-    pub fn serve<F, S>(self, addr: impl ToSocketAddrs, factory: F) -> Result<Server, ReactorError>
+    pub fn serve<M, S>(self, addr: impl ToSocketAddrs, factory: M) -> Result<Server, ReactorError>
     where
-        F: Fn(usize) -> S + Send + Sync + 'static,
+        M: Fn(usize) -> S + Send + Sync + 'static,
         S: Service,
     {
         self.validate()?;
@@ -396,6 +429,7 @@ impl ServerBuilder {
                         i,
                         Arc::clone(&shared),
                         Arc::clone(&factory),
+                        self.framing.clone(),
                         WorkerSource::Handoff(rx),
                         shutdown_rx.clone(),
                     );
@@ -406,6 +440,7 @@ impl ServerBuilder {
                     Arc::clone(&shared),
                     senders,
                     Arc::clone(&self.balancer),
+                    self.framing.clone(),
                     shutdown_rx.clone(),
                 );
                 started(h, &mut threads)?
@@ -418,6 +453,7 @@ impl ServerBuilder {
                         i,
                         Arc::clone(&shared),
                         Arc::clone(&factory),
+                        self.framing.clone(),
                         WorkerSource::ReusePort(bound),
                         shutdown_rx.clone(),
                     );
@@ -468,11 +504,12 @@ pub(crate) fn bind_listener(
 /// How a starting thread reports its bound address (or failure).
 pub(crate) type Ready = std::sync::mpsc::Receiver<std::io::Result<Option<SocketAddr>>>;
 
-fn spawn_acceptor(
+fn spawn_acceptor<F: Framing>(
     addr: SocketAddr,
     shared: Arc<Shared>,
     senders: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
     balancer: Arc<dyn Balancer>,
+    framing: F,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<(JoinHandle<()>, Ready)> {
     let (ready_tx, ready) = std::sync::mpsc::channel();
@@ -515,7 +552,7 @@ fn spawn_acceptor(
                         }
                     };
                     if !shared.try_admit() {
-                        shared.refuse(&stream);
+                        shared.refuse(&stream, &framing);
                         continue;
                     }
                     let _ = stream.set_nodelay(shared.limits.nodelay);

@@ -21,10 +21,9 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, LocalSet};
 
-use crate::Service;
-use crate::frame::{FrameCodec, HEADER_LEN};
 use crate::server::{Ready, Shared, bind_listener};
 use crate::service::call_guarded;
+use crate::{Framing, Service};
 
 /// Where a worker's connections come from.
 pub(crate) enum WorkerSource {
@@ -98,16 +97,18 @@ impl ConnState {
     }
 }
 
-pub(crate) fn spawn_worker<F, S>(
+pub(crate) fn spawn_worker<M, S, F>(
     index: usize,
     shared: Arc<Shared>,
-    factory: Arc<F>,
+    factory: Arc<M>,
+    framing: F,
     source: WorkerSource,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<(JoinHandle<()>, Ready)>
 where
-    F: Fn(usize) -> S + Send + Sync + 'static,
+    M: Fn(usize) -> S + Send + Sync + 'static,
     S: Service,
+    F: Framing,
 {
     let (ready_tx, ready) = std::sync::mpsc::channel();
     let h = std::thread::Builder::new()
@@ -140,15 +141,16 @@ where
             let local = LocalSet::new();
             local.block_on(
                 &rt,
-                worker_main(ctx, svc, shared, source, shutdown, ready_tx),
+                worker_main(ctx, svc, framing, shared, source, shutdown, ready_tx),
             );
         })?;
     Ok((h, ready))
 }
 
-async fn worker_main<S: Service>(
+async fn worker_main<S: Service, F: Framing>(
     ctx: Rc<ThreadCtx>,
     svc: Rc<S>,
+    framing: F,
     shared: Arc<Shared>,
     source: WorkerSource,
     mut shutdown: watch::Receiver<bool>,
@@ -166,7 +168,7 @@ async fn worker_main<S: Service>(
                 };
                 let Some(std_stream) = next else { break };
                 match TcpStream::from_std(std_stream) {
-                    Ok(stream) => start_conn(&ctx, &svc, &shared, stream),
+                    Ok(stream) => start_conn(&ctx, &svc, &framing, &shared, stream),
                     Err(_) => shared.release(ctx.index),
                 }
             }
@@ -199,12 +201,12 @@ async fn worker_main<S: Service>(
                     continue;
                 };
                 if !shared.try_admit() {
-                    shared.refuse(&stream);
+                    shared.refuse(&stream, &framing);
                     continue;
                 }
                 shared.loads[ctx.index].fetch_add(1, Ordering::AcqRel);
                 let _ = stream.set_nodelay(shared.limits.nodelay);
-                start_conn(&ctx, &svc, &shared, stream);
+                start_conn(&ctx, &svc, &framing, &shared, stream);
             }
         }
     }
@@ -212,9 +214,10 @@ async fn worker_main<S: Service>(
     sweeper.abort();
 }
 
-fn start_conn<S: Service>(
+fn start_conn<S: Service, F: Framing>(
     ctx: &Rc<ThreadCtx>,
     svc: &Rc<S>,
+    framing: &F,
     shared: &Arc<Shared>,
     stream: TcpStream,
 ) {
@@ -238,6 +241,7 @@ fn start_conn<S: Service>(
     let task = serve_conn(
         stream,
         Rc::clone(svc),
+        framing.clone(),
         Rc::clone(ctx),
         Rc::clone(&state),
         Arc::clone(shared),
@@ -339,17 +343,18 @@ async fn drain(ctx: &Rc<ThreadCtx>, shared: &Arc<Shared>) {
 
 /// The hot path. One wake-up: one `read` of up to `read_buffer` bytes, every
 /// complete frame in it handled inline (no spawn, no cross-thread hop), all
-/// responses coalesced into one `write`.
-async fn serve_conn<S: Service>(
+/// responses coalesced into one `write`. Monomorphized for the framing: its
+/// `decode`/`encode` calls are static (and usually inlined).
+async fn serve_conn<S: Service, F: Framing>(
     mut stream: TcpStream,
     svc: Rc<S>,
+    mut framing: F,
     ctx: Rc<ThreadCtx>,
     state: Rc<ConnState>,
     shared: Arc<Shared>,
     _guard: ConnGuard,
 ) {
     let lim = shared.limits;
-    let codec = FrameCodec::new(lim.max_frame);
     let counters = &shared.counters[ctx.index];
     let mut rbuf = BytesMut::with_capacity(lim.read_buffer);
     let mut wbuf = BytesMut::with_capacity(lim.read_buffer.min(lim.max_write_buffer));
@@ -371,13 +376,13 @@ async fn serve_conn<S: Service>(
         let mut served = 0u64;
         let mut fatal = false;
         loop {
-            let req = match codec.decode_request(&mut rbuf) {
+            let req = match framing.decode(&mut rbuf) {
                 Ok(Some(req)) => req,
                 Ok(None) => break,
                 Err(e) => {
                     counters.frame_errors.fetch_add(1, Ordering::Relaxed);
                     shared.metrics.counter("reactor.frame_errors", 1);
-                    codec.encode_error(&e.to_string(), &mut wbuf);
+                    framing.encode_error(&e.to_string(), &mut wbuf);
                     fatal = true;
                     break;
                 }
@@ -387,15 +392,15 @@ async fn serve_conn<S: Service>(
             served += 1;
             match outcome {
                 Ok(Ok(body)) => {
-                    if let Err(e) = codec.encode(&body, &mut wbuf) {
-                        codec.encode_error(&e.to_string(), &mut wbuf);
+                    if let Err(e) = framing.encode(&body, &mut wbuf) {
+                        framing.encode_error(&e.to_string(), &mut wbuf);
                     }
                 }
-                Ok(Err(e)) => codec.encode_error(&e.to_string(), &mut wbuf),
+                Ok(Err(e)) => framing.encode_error(&e.to_string(), &mut wbuf),
                 Err(()) => {
                     counters.panics.fetch_add(1, Ordering::Relaxed);
                     shared.metrics.counter("reactor.panics", 1);
-                    codec.encode_error("handler panicked", &mut wbuf);
+                    framing.encode_error("handler panicked", &mut wbuf);
                 }
             }
             if let Some(t) = started {
@@ -423,15 +428,10 @@ async fn serve_conn<S: Service>(
         if rbuf.is_empty() {
             state.partial_since.set(None);
         } else {
+            // (Room for the rest of a declared frame was reserved by the
+            // framing's `decode`, bounded by its maximum frame size.)
             if served > 0 || state.partial_since.get().is_none() {
                 state.partial_since.set(Some(ctx.tick.get()));
-            }
-            // Make room for the whole declared frame (bounded by max_frame).
-            if let Ok(Some((_, len))) = codec.peek_header(&rbuf) {
-                let need = HEADER_LEN + len;
-                if rbuf.capacity() < need {
-                    rbuf.reserve(need - rbuf.len());
-                }
             }
         }
     }
