@@ -223,6 +223,34 @@ impl TempStandby {
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
+        // Debian-style clusters keep postgresql.conf, pg_hba.conf and
+        // pg_ident.conf in /etc/postgresql, so pg_basebackup copies none of
+        // them: give the standby its own minimal set.
+        let configs = [
+            (
+                "postgresql.conf",
+                "# kuai-store temporary standby: settings come from the command line\n",
+            ),
+            (
+                "pg_hba.conf",
+                "local all all trust\nhost all all 127.0.0.1/32 trust\nhost replication all 127.0.0.1/32 trust\n",
+            ),
+            ("pg_ident.conf", ""),
+        ];
+        for (name, text) in configs {
+            let path = dir.join(name);
+            if path.exists() {
+                continue;
+            }
+            std::fs::write(&path, text)
+                .map_err(|e| fail(format!("cannot write {}: {e}", path.display())))?;
+            if as_postgres {
+                let out = run(Command::new("chown").arg("postgres:postgres").arg(&path))?;
+                if !out.status.success() {
+                    return Err(fail(format!("cannot chown {}", path.display())));
+                }
+            }
+        }
         let _ = std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700));
         let opts = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c hot_standby=on -c fsync=off \
