@@ -145,6 +145,39 @@ pub(crate) fn run(args: &BenchArgs) -> Result {
         runs.push(run);
     }
 
+    // With --only, the other sections' rows from the last run are kept, so
+    // the report stays whole.
+    if !args.only.is_empty()
+        && let Some(previous) = std::fs::read_to_string(out_dir.join("results.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Results>(&t).ok())
+    {
+        let kept = |name: &str| !names.iter().any(|n| n == name);
+        let mut merged_runs: Vec<SectionRun> = previous
+            .sections
+            .into_iter()
+            .filter(|s| kept(&s.name))
+            .collect();
+        merged_runs.append(&mut runs);
+        merged_runs.sort_by_key(|s| {
+            (
+                ORDER
+                    .iter()
+                    .position(|o| *o == s.name)
+                    .unwrap_or(ORDER.len()),
+                s.name.clone(),
+            )
+        });
+        runs = merged_runs;
+        let mut merged: Vec<Record> = previous
+            .records
+            .into_iter()
+            .filter(|r| kept(&r.section))
+            .collect();
+        merged.append(&mut records);
+        records = merged;
+    }
+
     let results = Results {
         generated_unix: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
