@@ -151,6 +151,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result {
 
     // With --only, the other sections' rows from the last run are kept, so
     // the report stays whole.
+    let mut merged = false;
     if !args.only.is_empty()
         && let Some(previous) = std::fs::read_to_string(out_dir.join("results.json"))
             .ok()
@@ -173,13 +174,14 @@ pub(crate) fn run(args: &BenchArgs) -> Result {
             )
         });
         runs = merged_runs;
-        let mut merged: Vec<Record> = previous
+        let mut kept_records: Vec<Record> = previous
             .records
             .into_iter()
             .filter(|r| kept(&r.section))
             .collect();
-        merged.append(&mut records);
-        records = merged;
+        kept_records.append(&mut records);
+        records = kept_records;
+        merged = true;
     }
 
     let results = Results {
@@ -188,7 +190,12 @@ pub(crate) fn run(args: &BenchArgs) -> Result {
             .map_or(0, |d| d.as_secs()),
         quick: args.quick,
         services: args.services,
-        total_seconds: started.elapsed().as_secs_f64(),
+        // A merged report spans several runs: count the sections' own time.
+        total_seconds: if merged {
+            runs.iter().map(|r| r.seconds).sum()
+        } else {
+            started.elapsed().as_secs_f64()
+        },
         machine: Machine::read(),
         sections: runs,
         records,

@@ -45,6 +45,7 @@ pub(crate) fn ratio_chart(path: &Path, title: &str, bars: &[Bar]) -> Result {
             .configure_mesh()
             .disable_y_mesh()
             .x_desc("kuai / peer (log scale; > 1 means kuai is better)")
+            .x_labels(6)
             .x_label_formatter(&|v| format!("{v:.2}×"))
             .y_label_formatter(&|v| match v {
                 SegmentValue::CenterOf(i) => bars
