@@ -109,6 +109,15 @@ impl Default for Transfer {
     }
 }
 
+/// Asks for a pipe buffer of `want` bytes and returns the capacity granted.
+/// Best effort: unprivileged processes are capped at
+/// /proc/sys/fs/pipe-max-size; the default 64 KiB stays on refusal.
+pub(crate) fn resize_pipe(write: impl std::os::fd::AsFd, want: usize) -> usize {
+    rustix::pipe::fcntl_setpipe_size(&write, want)
+        .or_else(|_| rustix::pipe::fcntl_getpipe_size(&write))
+        .unwrap_or(64 * 1024)
+}
+
 /// Pipe ends used by `splice`.
 struct Pipe {
     read: OwnedFd,
@@ -119,11 +128,7 @@ struct Pipe {
 impl Pipe {
     fn new(want: usize) -> std::result::Result<Pipe, Errno> {
         let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?;
-        // Best effort: unprivileged processes are capped at
-        // /proc/sys/fs/pipe-max-size; keep the default 64 KiB on refusal.
-        let capacity = rustix::pipe::fcntl_setpipe_size(&write, want)
-            .or_else(|_| rustix::pipe::fcntl_getpipe_size(&write))
-            .unwrap_or(64 * 1024);
+        let capacity = resize_pipe(&write, want);
         Ok(Pipe {
             read,
             write,

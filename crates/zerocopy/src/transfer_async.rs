@@ -253,9 +253,7 @@ impl Transfer {
     ) -> Result<bool> {
         let (pr, pw) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
             .map_err(|e| ZeroCopyError::transfer("pipe", *p, e.into()))?;
-        let cap = rustix::pipe::fcntl_setpipe_size(&pw, self.get_pipe_size())
-            .or_else(|_| rustix::pipe::fcntl_getpipe_size(&pw))
-            .unwrap_or(64 * 1024);
+        let cap = crate::transfer::resize_pipe(&pw, self.get_pipe_size());
         let sock_fd = sock.as_fd();
         while p.total() < len {
             let want = usize::try_from(len - p.total())
@@ -337,9 +335,7 @@ impl Transfer {
     ) -> Result<()> {
         let (pr, pw) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)
             .map_err(|e| ZeroCopyError::transfer("pipe", *p, e.into()))?;
-        let cap = rustix::pipe::fcntl_setpipe_size(&pw, self.get_pipe_size())
-            .or_else(|_| rustix::pipe::fcntl_getpipe_size(&pw))
-            .unwrap_or(64 * 1024);
+        let cap = crate::transfer::resize_pipe(&pw, self.get_pipe_size());
         let (src_fd, dst_fd) = (src.as_fd(), dst.as_fd());
         while p.total() < limit {
             let want = usize::try_from(limit - p.total())
@@ -432,12 +428,8 @@ impl Transfer {
             .map_err(|e| ZeroCopyError::transfer("pipe", *p, e.into()))?;
         let (r2, w2) = rustix::pipe::pipe_with(flags)
             .map_err(|e| ZeroCopyError::transfer("pipe", *p, e.into()))?;
-        let cap1 = rustix::pipe::fcntl_setpipe_size(&w1, self.get_pipe_size())
-            .or_else(|_| rustix::pipe::fcntl_getpipe_size(&w1))
-            .unwrap_or(64 * 1024);
-        let cap2 = rustix::pipe::fcntl_setpipe_size(&w2, cap1)
-            .or_else(|_| rustix::pipe::fcntl_getpipe_size(&w2))
-            .unwrap_or(64 * 1024);
+        let cap1 = crate::transfer::resize_pipe(&w1, self.get_pipe_size());
+        let cap2 = crate::transfer::resize_pipe(&w2, cap1);
         let cap = cap1.min(cap2);
         let src_fd = src.as_fd();
         while p.total() < limit {
