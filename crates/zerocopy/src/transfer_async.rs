@@ -80,6 +80,29 @@ async fn send_all<S: AsyncStream>(sock: &S, mut buf: &[u8], p: &mut Progress) ->
     Ok(())
 }
 
+/// Splices up to `want` bytes from `src` into the (empty) pipe `pw`,
+/// awaiting readability: with the pipe empty, EAGAIN can only mean "`src`
+/// has no data yet".
+async fn splice_in_async<S: AsyncStream>(
+    src: &S,
+    pw: &std::os::fd::OwnedFd,
+    want: usize,
+) -> io::Result<usize> {
+    let src_fd = src.as_fd();
+    src.ready_io(Interest::READABLE, || {
+        rustix::pipe::splice(
+            src_fd,
+            None,
+            pw,
+            None,
+            want,
+            SpliceFlags::MOVE | SpliceFlags::NONBLOCK,
+        )
+        .map_err(io::Error::from)
+    })
+    .await
+}
+
 /// Moves exactly `n` bytes from a non-blocking pipe to a tokio socket.
 async fn drain_pipe_async<S: AsyncStream>(
     pipe: &std::os::fd::OwnedFd,
@@ -336,57 +359,21 @@ impl Transfer {
         let (pr, pw) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)
             .map_err(|e| ZeroCopyError::transfer("pipe", *p, e.into()))?;
         let cap = crate::transfer::resize_pipe(&pw, self.get_pipe_size());
-        let (src_fd, dst_fd) = (src.as_fd(), dst.as_fd());
         while p.total() < limit {
             let want = usize::try_from(limit - p.total())
                 .unwrap_or(usize::MAX)
                 .min(cap);
-            // The pipe is empty here, so EAGAIN can only mean "src has no
-            // data yet": await readability.
-            let r = src
-                .ready_io(Interest::READABLE, || {
-                    rustix::pipe::splice(
-                        src_fd,
-                        None,
-                        &pw,
-                        None,
-                        want,
-                        SpliceFlags::MOVE | SpliceFlags::NONBLOCK,
-                    )
-                    .map_err(io::Error::from)
-                })
-                .await;
+            let r = splice_in_async(src, &pw, want).await;
             let n = match r {
                 Ok(0) => return Ok(()),
                 Ok(n) => n,
                 Err(e) if p.total() == 0 && errno_of(&e).is_some_and(is_unsupported) => {
                     *fell_back = true;
-                    return self.copy_stream_async(src, dst, limit, p).await;
+                    return self.copy_stream_async(src, dst, None::<&B>, limit, p).await;
                 }
                 Err(e) => return Err(ZeroCopyError::transfer("splice", *p, e)),
             };
-            let mut left = n;
-            while left > 0 {
-                let m = dst
-                    .ready_io(Interest::WRITABLE, || {
-                        rustix::pipe::splice(
-                            &pr,
-                            None,
-                            dst_fd,
-                            None,
-                            left,
-                            SpliceFlags::MOVE | SpliceFlags::NONBLOCK,
-                        )
-                        .map_err(io::Error::from)
-                    })
-                    .await
-                    .map_err(|e| ZeroCopyError::transfer("splice", *p, e))?;
-                if m == 0 {
-                    return Err(ZeroCopyError::transfer("splice", *p, Errno::PIPE.into()));
-                }
-                p.zero_copy += m as u64;
-                left -= m;
-            }
+            drain_pipe_async(&pr, n, dst, p).await?;
         }
         Ok(())
     }
@@ -431,30 +418,17 @@ impl Transfer {
         let cap1 = crate::transfer::resize_pipe(&w1, self.get_pipe_size());
         let cap2 = crate::transfer::resize_pipe(&w2, cap1);
         let cap = cap1.min(cap2);
-        let src_fd = src.as_fd();
         while p.total() < limit {
             let want = usize::try_from(limit - p.total())
                 .unwrap_or(usize::MAX)
                 .min(cap);
-            let r = src
-                .ready_io(Interest::READABLE, || {
-                    rustix::pipe::splice(
-                        src_fd,
-                        None,
-                        &w1,
-                        None,
-                        want,
-                        SpliceFlags::MOVE | SpliceFlags::NONBLOCK,
-                    )
-                    .map_err(io::Error::from)
-                })
-                .await;
+            let r = splice_in_async(src, &w1, want).await;
             let n = match r {
                 Ok(0) => return Ok(()),
                 Ok(n) => n,
                 Err(e) if p.total() == 0 && errno_of(&e).is_some_and(is_unsupported) => {
                     *fell_back = true;
-                    return self.copy_stream2_async(src, a, b, limit, p).await;
+                    return self.copy_stream_async(src, a, Some(b), limit, p).await;
                 }
                 Err(e) => return Err(ZeroCopyError::transfer("splice", *p, e)),
             };
@@ -483,11 +457,12 @@ impl Transfer {
         Ok(())
     }
 
-    async fn copy_stream2_async<S: AsyncStream, A: AsyncStream, B: AsyncStream>(
+    /// Read + write fallback: copies `src` to `a` and, when given, also to `b`.
+    async fn copy_stream_async<S: AsyncStream, A: AsyncStream, B: AsyncStream>(
         &self,
         src: &S,
         a: &A,
-        b: &B,
+        b: Option<&B>,
         limit: u64,
         p: &mut Progress,
     ) -> Result<()> {
@@ -509,35 +484,9 @@ impl Transfer {
             }
             let mut pb = *p;
             send_all(a, &buf[..n], p).await?;
-            send_all(b, &buf[..n], &mut pb).await?;
-        }
-        Ok(())
-    }
-
-    async fn copy_stream_async<A: AsyncStream, B: AsyncStream>(
-        &self,
-        src: &A,
-        dst: &B,
-        limit: u64,
-        p: &mut Progress,
-    ) -> Result<()> {
-        let mut buf = vec![0u8; self.get_copy_buffer()];
-        let src_fd = src.as_fd();
-        while p.total() < limit {
-            let want = usize::try_from(limit - p.total())
-                .unwrap_or(usize::MAX)
-                .min(buf.len());
-            let chunk = &mut buf[..want];
-            let n = src
-                .ready_io(Interest::READABLE, || {
-                    rustix::io::read(src_fd, &mut *chunk).map_err(io::Error::from)
-                })
-                .await
-                .map_err(|e| ZeroCopyError::transfer("read", *p, e))?;
-            if n == 0 {
-                return Ok(());
+            if let Some(b) = b {
+                send_all(b, &buf[..n], &mut pb).await?;
             }
-            send_all(dst, &buf[..n], p).await?;
         }
         Ok(())
     }
