@@ -15,6 +15,7 @@
 //! | `queue` | `queue` | `kuai-queue` |
 //! | `store` | `store` | `kuai-store` |
 //! | `full` | all of the above | |
+//! | `postgres` | `store`'s PostgreSQL backend | `kuai-store/postgres` (not in `full`: it compiles a client library) |
 //!
 //! ```
 //! use kuai::core::{Error, ErrorKind};

@@ -30,3 +30,11 @@ touch! {
     "queue" => queue,
     "store" => store,
 }
+
+/// `postgres` forwards kuai-store's PostgreSQL backend.
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres() {
+    assert!(kuai::store::PgLookup::new("kv", "key", "value").is_ok());
+    assert!(kuai::store::PgLookup::new("kv;", "key", "value").is_err());
+}

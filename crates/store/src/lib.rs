@@ -28,6 +28,9 @@
 //!   checksummed append-only cold tier.
 //! * [`OrderTables`]: a heterogeneous index table — orders by buyer mirrored
 //!   asynchronously to a seller-sharded copy, with reconciliation.
+//! * `PgLookup` (feature `postgres`): a read-only key → value lookup on any
+//!   table or view with validated, quoted identifiers and a bound key — the
+//!   read side of a read-through cache (kuai-server's `--read-through`).
 //! * `PgShardedTable` (feature `postgres`): one table across N schemas,
 //!   routed by a `kuai-shard` partitioner, cross-shard count and deep pages
 //!   through its scatter-gather.
@@ -72,7 +75,7 @@
 //! # Feature flags
 //!
 //! * `postgres` — the PostgreSQL backend (tokio-postgres): `PgNode`,
-//!   `PgKvTable`, `PgShardedTable`, `pg_standby`. Its tests need a server at
+//!   `PgKvTable`, `PgLookup`, `PgShardedTable`, `pg_standby`. Its tests need a server at
 //!   127.0.0.1:5432 (database `test`, trust auth) that accepts replication
 //!   connections from 127.0.0.1 (for the hot standby they create).
 #![forbid(unsafe_code)]
@@ -83,6 +86,8 @@ mod error;
 mod fanout;
 mod index_table;
 mod merge;
+#[cfg(feature = "postgres")]
+mod pg_lookup;
 #[cfg(feature = "postgres")]
 pub mod pg_standby;
 #[cfg(feature = "postgres")]
@@ -102,6 +107,8 @@ pub use embedded::{EmbeddedCluster, EmbeddedNode};
 pub use error::StoreError;
 pub use index_table::{Order, OrderTables, ReconcileReport};
 pub use kuai_core::Error;
+#[cfg(feature = "postgres")]
+pub use pg_lookup::{PgLookup, check_identifier as check_pg_identifier};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgKvTable, PgNode, pg_error};
 pub use router::{
