@@ -127,6 +127,8 @@ pub struct Db {
     pub eviction: Option<EvictionIndex>,
     /// Connection read buffers come from (and return to) this pool.
     pub buffers: kuai::pool::BufferPool,
+    /// Read-through of misses to PostgreSQL (read_through.rs), if configured.
+    pub read_through: Option<Arc<crate::read_through::ReadThrough>>,
     started: std::time::Instant,
 }
 
@@ -465,6 +467,7 @@ impl Db {
             stats: ServerStats::default(),
             eviction: None,
             buffers: kuai::pool::BufferPool::new(),
+            read_through: None,
             started: std::time::Instant::now(),
         }
     }
@@ -553,6 +556,10 @@ impl Db {
         }
         if flags & F_WRITE != 0 {
             sess.wrote = true;
+            // Read-through: a write voids in-flight loads of its keys (read_through.rs).
+            if let Some(rt) = &self.read_through {
+                rt.note_write(args, key_span(cmd, args.len()));
+            }
         }
         #[allow(clippy::redundant_closure_call)]
         let flow = (|| -> Flow {
@@ -1629,6 +1636,10 @@ impl Db {
                 b.misses,
                 b.bytes_pooled
             );
+        }
+        // Read-through counters (read_through.rs).
+        if let (true, Some(rt)) = (want("readthrough"), &self.read_through) {
+            rt.info(&mut t);
         }
         while t.ends_with("\r\n\r\n") {
             t.truncate(t.len() - 2);

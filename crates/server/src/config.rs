@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::aof::FsyncPolicy;
 use crate::error::ServerError;
 use crate::keyspace::EvictionPolicy;
+use crate::read_through::ReadThroughConfig;
 use crate::resp::Limits;
 
 /// Everything a server needs to start. Build with [`Config::builder`].
@@ -37,6 +38,8 @@ pub struct Config {
     pub dir: PathBuf,
     /// Protocol limits.
     pub limits: Limits,
+    /// Read-through of misses to PostgreSQL (`read-through*` keys; read_through.rs).
+    pub read_through: ReadThroughConfig,
 }
 
 impl Default for Config {
@@ -55,6 +58,7 @@ impl Default for Config {
             appenddirname: "appendonlydir".into(),
             dir: PathBuf::from("."),
             limits: Limits::default(),
+            read_through: ReadThroughConfig::default(),
         }
     }
 }
@@ -132,6 +136,8 @@ impl Config {
             "client-query-buffer-limit" => {
                 self.limits.max_query_buffer = parse_size(value).ok_or_else(bad)?
             }
+            // Read-through settings are parsed in read_through.rs.
+            k if self.read_through.apply(k, value)? => {}
             // Accepted for redis.conf compatibility; kuai has no snapshots.
             "save" | "protected-mode" | "daemonize" | "loglevel" | "logfile" | "databases" => {}
             other => return Err(ServerError::Config(format!("unknown setting {other:?}"))),
@@ -221,6 +227,11 @@ impl ConfigBuilder {
     /// Protocol limits.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.config.limits = limits;
+        self
+    }
+    /// Read-through of misses to PostgreSQL (read_through.rs).
+    pub fn read_through(mut self, rt: ReadThroughConfig) -> Self {
+        self.config.read_through = rt;
         self
     }
     /// The configuration.

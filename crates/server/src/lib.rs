@@ -24,6 +24,8 @@
 //! - [`server`]: one event loop per thread with `SO_REUSEPORT` listeners,
 //!   batched reads and writes; [`Config`] by builder, flags or file.
 //! - [`frame`]: a full RESP3 value decoder for clients and tests.
+//! - [`read_through`]: optional read-through of misses to a PostgreSQL
+//!   table (`--read-through postgres://…`, through `kuai::store`).
 //!
 //! # When to use it
 //! As a small, fast, Redis-compatible cache or KV store for the string
@@ -57,6 +59,7 @@ mod error;
 pub mod frame;
 pub mod glob;
 pub mod keyspace;
+pub mod read_through;
 pub mod reply;
 pub mod resp;
 pub mod server;

@@ -61,6 +61,27 @@ struct Args {
     /// Largest bulk string accepted (e.g. 512mb).
     #[arg(long)]
     proto_max_bulk_len: Option<String>,
+    /// Load keyspace misses from this PostgreSQL database (postgres://user@host:port/db).
+    #[arg(long, value_name = "URL")]
+    read_through: Option<String>,
+    /// Read-through table or view (`name` or `schema.name`, taken as written).
+    #[arg(long)]
+    read_through_table: Option<String>,
+    /// Read-through key column (default `key`).
+    #[arg(long)]
+    read_through_key_column: Option<String>,
+    /// Read-through value column (default `value`).
+    #[arg(long)]
+    read_through_value_column: Option<String>,
+    /// TTL given to keys filled from PostgreSQL (e.g. 5m; 0 = none, the default).
+    #[arg(long)]
+    read_through_ttl: Option<String>,
+    /// How long "not in the table" is remembered (default 1s; 0 = not at all).
+    #[arg(long)]
+    read_through_negative_ttl: Option<String>,
+    /// Bound on one load; a slower load answers nil (default 100ms).
+    #[arg(long)]
+    read_through_timeout: Option<String>,
     /// Any other setting, as `key=value` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     extra: Vec<String>,
@@ -74,7 +95,7 @@ fn build_config(a: &Args) -> Result<Config, kuai_server::ServerError> {
     let threads = a.threads.map(|t| t.to_string());
     let port = a.port.map(|p| p.to_string());
     let maxclients = a.maxclients.map(|m| m.to_string());
-    let pairs: [(&str, Option<&String>); 12] = [
+    let pairs: [(&str, Option<&String>); 19] = [
         ("bind", a.bind.as_ref()),
         ("port", port.as_ref()),
         ("threads", threads.as_ref()),
@@ -87,6 +108,22 @@ fn build_config(a: &Args) -> Result<Config, kuai_server::ServerError> {
         ("appenddirname", a.appenddirname.as_ref()),
         ("dir", a.dir.as_ref()),
         ("proto-max-bulk-len", a.proto_max_bulk_len.as_ref()),
+        ("read-through", a.read_through.as_ref()),
+        ("read-through-table", a.read_through_table.as_ref()),
+        (
+            "read-through-key-column",
+            a.read_through_key_column.as_ref(),
+        ),
+        (
+            "read-through-value-column",
+            a.read_through_value_column.as_ref(),
+        ),
+        ("read-through-ttl", a.read_through_ttl.as_ref()),
+        (
+            "read-through-negative-ttl",
+            a.read_through_negative_ttl.as_ref(),
+        ),
+        ("read-through-timeout", a.read_through_timeout.as_ref()),
     ];
     for (k, v) in pairs {
         if let Some(v) = v {

@@ -157,6 +157,12 @@ impl Server {
             }
             db.aof = Some(Arc::new(aof));
         }
+        // Read-through of misses to PostgreSQL (read_through.rs), after the replay.
+        if config.read_through.enabled() {
+            let rt =
+                crate::read_through::ReadThrough::start(&config.read_through, db.clock.clone())?;
+            db.read_through = Some(Arc::new(rt));
+        }
         let first = bind_reuseport(SocketAddr::new(ip, config.port))?;
         let addr = first.local_addr()?;
         db.settings.port = addr.port();
@@ -292,7 +298,7 @@ async fn serve(db: Arc<Db>, mut sock: TcpStream, id: u64) {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
-        let now = db.now_ms();
+        let mut now = db.now_ms();
         let mut close = false;
         let mut n = 0u64;
         {
@@ -305,10 +311,22 @@ async fn serve(db: Arc<Db>, mut sock: TcpStream, id: u64) {
                     Ok(Some(Parsed::Ranges)) => {
                         args.clear();
                         args.extend(ranges.iter().map(|r| &buf[r.clone()]));
+                        // Read-through: a miss awaits its load here, in reply order (read_through.rs).
+                        if db.read_through.is_some()
+                            && crate::read_through::prefetch(&db, &sess, &args).await
+                        {
+                            now = db.now_ms();
+                        }
                         db.execute(&mut sess, &args, &mut out, now)
                     }
                     Ok(Some(Parsed::Inline(a))) => {
                         let inline: Vec<&[u8]> = a.iter().map(|a| &a[..]).collect();
+                        // Read-through: as above.
+                        if db.read_through.is_some()
+                            && crate::read_through::prefetch(&db, &sess, &inline).await
+                        {
+                            now = db.now_ms();
+                        }
                         db.execute(&mut sess, &inline, &mut out, now)
                     }
                     Ok(None) => break,
