@@ -49,7 +49,8 @@
 //! ```
 //!
 //! # Feature flags
-//! None: the crate always builds on the `kuai` facade with every feature.
+//! None: the crate always builds on the `kuai` facade with every feature
+//! (`full`, plus `postgres` for the read-through).
 #![forbid(unsafe_code)]
 
 pub mod aof;
