@@ -182,6 +182,15 @@ impl EvictionIndex {
         })
     }
 
+    /// Records a key stored outside a command (a read-through fill,
+    /// read_through.rs); its victims are deleted after the next command.
+    pub fn record_insert(&self, key: &[u8], size: usize) {
+        self.cache.insert(
+            Bytes::copy_from_slice(key),
+            size.min(u32::MAX as usize) as u32,
+        );
+    }
+
     /// Bytes of keys and values the index accounts for.
     pub fn weighted_size(&self) -> u64 {
         self.cache.weighted_size()

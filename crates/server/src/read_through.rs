@@ -427,8 +427,10 @@ impl ReadThrough {
             Ok(Ok(Some(v))) => v,
         };
         self.stats.hits.fetch_add(1, Ordering::Relaxed);
+        // Room as for any write: `noeviction` refuses, `allkeys-random`
+        // evicts now, `allkeys-lru`/`-lfu` evict through the index below.
         if value.len() > db.settings.limits.max_bulk_len
-            || (db.ks.maxmemory() != 0 && !db.ks.make_room())
+            || (db.ks.maxmemory() != 0 && db.eviction.is_none() && !db.ks.make_room())
         {
             self.stats.shed.fetch_add(1, Ordering::Relaxed);
             return;
@@ -456,6 +458,10 @@ impl ReadThrough {
                 let t = itoa::Buffer::new().format(expire_at).to_owned();
                 aof.append(&[b"SET", key, &value, b"PXAT", t.as_bytes()]);
             }
+        }
+        drop(shard);
+        if let Some(ev) = &db.eviction {
+            ev.record_insert(key, value.len());
         }
     }
 

@@ -422,3 +422,41 @@ fn bad_settings_are_rejected_at_startup() {
     );
     assert_eq!(pg.count("SELECT count(*) FROM rt_bad"), 0, "table intact");
 }
+
+#[test]
+fn fills_stay_within_maxmemory_under_allkeys_lru() {
+    let pg = Pg::connect();
+    pg.table("rt_mem", &[], 7306);
+    const ROWS: usize = 3000;
+    pg.exec(&format!(
+        "INSERT INTO rt_mem SELECT 'k' || i, repeat('x', 1000) FROM generate_series(1, {ROWS}) i"
+    ));
+    let h = Server::start(
+        Config::builder()
+            .port(0)
+            .maxmemory(1 << 20, kuai_server::keyspace::EvictionPolicy::AllKeysLru)
+            .read_through(config("rt_mem"))
+            .build(),
+    )
+    .expect("server starts");
+    let addr = h.local_addr();
+    let mut c = RawClient::connect(addr);
+    let keys: Vec<String> = (1..=ROWS).map(|i| format!("k{i}")).collect();
+    for chunk in keys.chunks(100) {
+        let mut args: Vec<&[u8]> = vec![b"MGET"];
+        args.extend(chunk.iter().map(|k| k.as_bytes()));
+        match c.cmd(&args) {
+            Frame::Array(Some(v)) => {
+                assert!(v.iter().all(|f| bulk(f).is_some_and(|v| v.len() == 1000)))
+            }
+            other => panic!("MGET: {other:?}"),
+        }
+    }
+    assert_eq!(stat(addr, "hits"), ROWS as u64);
+    let Frame::Integer(n) = c.cmd(&[b"DBSIZE"]) else {
+        panic!("DBSIZE")
+    };
+    // ~3 MB of rows in a 1 MiB budget: the eviction index saw the fills.
+    assert!((n as usize) < ROWS / 2, "{n} keys kept of {ROWS}");
+    h.shutdown().unwrap();
+}
