@@ -427,41 +427,14 @@ impl ReadThrough {
             Ok(Ok(Some(v))) => v,
         };
         self.stats.hits.fetch_add(1, Ordering::Relaxed);
-        // Room as for any write: `noeviction` refuses, `allkeys-random`
-        // evicts now, `allkeys-lru`/`-lfu` evict through the index below.
-        if value.len() > db.settings.limits.max_bulk_len
-            || (db.ks.maxmemory() != 0 && db.eviction.is_none() && !db.ks.make_room())
-        {
+        if !has_room(db, value.len()) {
             self.stats.shed.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let h = db.ks.hash(key);
-        let mut shard = db.ks.lock(db.ks.shard_of(h));
-        let now = db.now_ms();
-        // Under the shard lock: a writer bumps the version before it takes
-        // this lock, so either we see its bump, or its write lands after
-        // ours and wins.
-        if self.version(key) != version || shard.get_quiet(h, key, now).is_some() {
+        if !fill_if_unwritten(db, key, &value, self.ttl_ms, || {
+            self.version(key) == version
+        }) {
             self.stats.stale_fills.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        let expire_at = if self.ttl_ms == 0 {
-            0
-        } else {
-            now.saturating_add(self.ttl_ms)
-        };
-        shard.set(h, key, &value, Some(expire_at), now);
-        if let Some(aof) = &db.aof {
-            if expire_at == 0 {
-                aof.append(&[b"SET", key, &value]);
-            } else {
-                let t = itoa::Buffer::new().format(expire_at).to_owned();
-                aof.append(&[b"SET", key, &value, b"PXAT", t.as_bytes()]);
-            }
-        }
-        drop(shard);
-        if let Some(ev) = &db.eviction {
-            ev.record_insert(key, value.len());
         }
     }
 
@@ -539,14 +512,7 @@ pub async fn prefetch(db: &Arc<Db>, sess: &Session, args: &[&[u8]]) -> bool {
     let now = db.now_ms();
     let mut waits = Vec::new();
     for key in keys {
-        let h = db.ks.hash(key);
-        if db
-            .ks
-            .lock(db.ks.shard_of(h))
-            .get_quiet(h, key, now)
-            .is_some()
-            || rt.negative_hit(key)
-        {
+        if in_keyspace(db, key, now) || rt.negative_hit(key) {
             continue;
         }
         if let Some(rx) = rt.start_load(db, key) {
@@ -560,6 +526,68 @@ pub async fn prefetch(db: &Arc<Db>, sess: &Session, args: &[&[u8]]) -> bool {
     for mut rx in waits {
         // Err: timed out, or the loader is gone; either way, a miss.
         let _ = tokio::time::timeout_at(deadline, rx.wait_for(|done| *done)).await;
+    }
+    true
+}
+
+// Keyspace adapter: the only code in this module that knows the keyspace's
+// API (hash → shard lock → entry). Porting read-through to another keyspace
+// means rewriting these three functions.
+
+/// Whether `key` holds a live value.
+fn in_keyspace(db: &Db, key: &[u8], now_ms: u64) -> bool {
+    let h = db.ks.hash(key);
+    db.ks
+        .lock(db.ks.shard_of(h))
+        .get_quiet(h, key, now_ms)
+        .is_some()
+}
+
+/// Whether a loaded value of `len` bytes may be stored, as for any write:
+/// within `proto-max-bulk-len`; under `maxmemory`, `noeviction` refuses when
+/// full and `allkeys-random` makes room now (`allkeys-lru`/`-lfu` evict
+/// through the index after the fill).
+fn has_room(db: &Db, len: usize) -> bool {
+    len <= db.settings.limits.max_bulk_len
+        && (db.ks.maxmemory() == 0 || db.eviction.is_some() || db.ks.make_room())
+}
+
+/// Stores `value` under `key` (TTL `ttl_ms`, 0 = none) only if the key is
+/// absent and `unwritten()` holds, both checked under the key's shard lock:
+/// a writer bumps the key's version before it takes that lock, so either
+/// `unwritten()` sees the bump, or the write lands after the fill and wins.
+/// Logs the fill to the append-only file and records it in the eviction
+/// index. Returns whether it stored.
+fn fill_if_unwritten(
+    db: &Db,
+    key: &[u8],
+    value: &[u8],
+    ttl_ms: u64,
+    unwritten: impl FnOnce() -> bool,
+) -> bool {
+    let h = db.ks.hash(key);
+    let mut shard = db.ks.lock(db.ks.shard_of(h));
+    let now = db.now_ms();
+    if !unwritten() || shard.get_quiet(h, key, now).is_some() {
+        return false;
+    }
+    let expire_at = if ttl_ms == 0 {
+        0
+    } else {
+        now.saturating_add(ttl_ms)
+    };
+    shard.set(h, key, value, Some(expire_at), now);
+    if let Some(aof) = &db.aof {
+        if expire_at == 0 {
+            aof.append(&[b"SET", key, value]);
+        } else {
+            let t = itoa::Buffer::new().format(expire_at).to_owned();
+            aof.append(&[b"SET", key, value, b"PXAT", t.as_bytes()]);
+        }
+    }
+    drop(shard);
+    if let Some(ev) = &db.eviction {
+        ev.record_insert(key, value.len());
     }
     true
 }
@@ -595,6 +623,30 @@ mod tests {
         assert!(c.apply("read-through-ttl", "10s").unwrap());
         assert_eq!(c.ttl, Duration::from_secs(10));
         assert!(!c.apply("port", "1").unwrap());
+    }
+
+    #[test]
+    fn config_file_keys_match_the_flags() {
+        let mut c = crate::Config::default();
+        c.apply_text(
+            "read-through postgres://postgres@127.0.0.1/test\n\
+             read-through-table app.users\n\
+             read-through-key-column email\n\
+             read-through-value-column profile\n\
+             read-through-ttl 5m\n\
+             read-through-negative-ttl 0\n\
+             read-through-timeout 250ms\n",
+        )
+        .unwrap();
+        let rt = &c.read_through;
+        assert!(rt.enabled());
+        assert_eq!(rt.table.as_deref(), Some("app.users"));
+        assert_eq!((&*rt.key_column, &*rt.value_column), ("email", "profile"));
+        assert_eq!(rt.ttl, Duration::from_secs(300));
+        assert_eq!(rt.negative_ttl, Duration::ZERO);
+        assert_eq!(rt.timeout, Duration::from_millis(250));
+        assert!(c.apply_text("read-through-table a.b.c\n").is_err());
+        assert!(c.apply_text("read-through-nonsense 1\n").is_err());
     }
 
     #[test]

@@ -171,7 +171,7 @@ fn a_miss_is_filled_with_the_ttl_and_then_served_from_memory() {
     let pg = Pg::connect();
     pg.table(
         "rt_fill",
-        &[("a", "alpha"), ("b", "beta"), ("c", "gamma")],
+        &[("a", "alpha"), ("b", "beta"), ("c", "gamma"), ("g", "gee")],
         7301,
     );
     let h = start(ReadThroughConfig {
@@ -210,6 +210,16 @@ fn a_miss_is_filled_with_the_ttl_and_then_served_from_memory() {
     assert_eq!(bulk(&replies[1]).as_deref(), Some("gamma"));
     assert_eq!(replies[2], Frame::Integer(1));
     assert_eq!(bulk(&replies[3]).as_deref(), Some("1"));
+
+    // GETEX loads too, then applies its own TTL.
+    assert_eq!(
+        bulk(&c.cmd(&[b"GETEX", b"g", b"EX", b"1000"])).as_deref(),
+        Some("gee")
+    );
+    match c.cmd(&[b"TTL", b"g"]) {
+        Frame::Integer(s) => assert!((900..=1000).contains(&s), "TTL {s}"),
+        other => panic!("TTL: {other:?}"),
+    }
 
     // A written key is the keyspace's, not the table's.
     c.cmd(&[b"SET", b"a", b"mine"]);
