@@ -16,6 +16,10 @@
 //! * **Fail-open.** A load that errs or outlives `read-through-timeout`
 //!   (100 ms by default) is answered as a miss (nil) and counted; nothing
 //!   waits longer than the timeout.
+//! * **Circuit breaker.** After 5 loads in a row fail or time out, misses
+//!   are answered nil without a query for 1 s (`read_through_breaker_skips`),
+//!   so a dead or black-holed server costs nothing per miss; then loads are
+//!   tried again, and the first success closes the breaker.
 //! * **Version-checked fills.** Every write command bumps a version for its
 //!   keys (striped counters; `FLUSHALL` bumps them all) before it runs; a
 //!   load's result is stored only if the key's version is unchanged and the
@@ -57,6 +61,10 @@ const MAX_INFLIGHT: usize = 4096;
 const NEGATIVE_CAPACITY: u64 = 100_000;
 /// Connections to PostgreSQL (queries on one connection are pipelined).
 const PG_CONNECTIONS: usize = 4;
+/// Consecutive failed loads (errors or timeouts) that open the breaker.
+const BREAKER_THRESHOLD: u64 = 5;
+/// How long an open breaker answers misses nil without a query.
+const BREAKER_COOLDOWN_MS: u64 = 1_000;
 /// How long startup waits to describe the table.
 const STARTUP_PROBE: Duration = Duration::from_secs(3);
 
@@ -187,6 +195,8 @@ pub struct ReadThroughStats {
     /// Misses answered nil without a load (too many in flight, or no
     /// memory for the row).
     pub shed: AtomicU64,
+    /// Misses answered nil without a load because the breaker was open.
+    pub breaker_skips: AtomicU64,
 }
 
 /// The read-through engine, held by [`Db`] when configured.
@@ -200,6 +210,11 @@ pub struct ReadThrough {
     hasher: kuai::cache::FastHashBuilder,
     negative: Option<kuai::cache::Cache<Bytes, u64>>,
     last_error: Mutex<Option<String>>,
+    // Circuit breaker: consecutive failed loads, and until when (Unix ms,
+    // from the server's clock) misses skip the query.
+    failures: AtomicU64,
+    open_until_ms: AtomicU64,
+    clock: Arc<dyn Clock>,
     /// Counters.
     pub stats: ReadThroughStats,
     rt: tokio::runtime::Handle,
@@ -285,7 +300,7 @@ impl ReadThrough {
                 kuai::cache::Cache::builder()
                     .max_capacity(NEGATIVE_CAPACITY)
                     .time_to_live(config.negative_ttl)
-                    .clock(clock)
+                    .clock(clock.clone())
                     .build()
                     .map_err(|e| ServerError::Config(format!("read-through-negative-ttl: {e}")))?,
             )
@@ -324,6 +339,9 @@ impl ReadThrough {
             hasher: kuai::cache::FastHashBuilder::default(),
             negative,
             last_error: Mutex::new(None),
+            failures: AtomicU64::new(0),
+            open_until_ms: AtomicU64::new(0),
+            clock,
             stats: ReadThroughStats::default(),
             rt,
             _stop: stop,
@@ -409,22 +427,27 @@ impl ReadThrough {
         let value = match result {
             Err(_) => {
                 self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                self.failed(db);
                 return;
             }
             Ok(Err(e)) => {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 *self.last_error.lock() = Some(e.to_string().replace(['\r', '\n'], " "));
+                self.failed(db);
                 return;
             }
-            Ok(Ok(None)) => {
-                self.stats.misses.fetch_add(1, Ordering::Relaxed);
-                if let Some(neg) = &self.negative {
-                    // Tagged with the version: a write since voids it.
-                    neg.insert(Bytes::copy_from_slice(key), version);
-                }
-                return;
+            Ok(Ok(loaded)) => loaded,
+        };
+        // PostgreSQL answered: close the breaker.
+        self.failures.store(0, Ordering::Relaxed);
+        self.open_until_ms.store(0, Ordering::Relaxed);
+        let Some(value) = value else {
+            self.stats.misses.fetch_add(1, Ordering::Relaxed);
+            if let Some(neg) = &self.negative {
+                // Tagged with the version: a write since voids it.
+                neg.insert(Bytes::copy_from_slice(key), version);
             }
-            Ok(Ok(Some(v))) => v,
+            return;
         };
         self.stats.hits.fetch_add(1, Ordering::Relaxed);
         if !has_room(db, value.len()) {
@@ -436,6 +459,19 @@ impl ReadThrough {
         }) {
             self.stats.stale_fills.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts a failed load; the threshold-th in a row opens the breaker.
+    fn failed(&self, db: &Db) {
+        if self.failures.fetch_add(1, Ordering::Relaxed) + 1 >= BREAKER_THRESHOLD {
+            self.open_until_ms
+                .store(db.now_ms() + BREAKER_COOLDOWN_MS, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether misses skip the query now (breaker open).
+    fn breaker_open(&self, now_ms: u64) -> bool {
+        now_ms < self.open_until_ms.load(Ordering::Relaxed)
     }
 
     /// Whether `key` is remembered as absent (and unwritten since).
@@ -459,7 +495,7 @@ impl ReadThrough {
         let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let _ = write!(
             t,
-            "# ReadThrough\r\nread_through_enabled:1\r\nread_through_source:{}\r\nread_through_timeout_ms:{}\r\nread_through_ttl_ms:{}\r\nread_through_loads:{}\r\nread_through_hits:{}\r\nread_through_misses:{}\r\nread_through_errors:{}\r\nread_through_timeouts:{}\r\nread_through_coalesced:{}\r\nread_through_negative_hits:{}\r\nread_through_stale_fills:{}\r\nread_through_shed:{}\r\nread_through_inflight:{}\r\nread_through_last_error:{}\r\n\r\n",
+            "# ReadThrough\r\nread_through_enabled:1\r\nread_through_source:{}\r\nread_through_timeout_ms:{}\r\nread_through_ttl_ms:{}\r\nread_through_loads:{}\r\nread_through_hits:{}\r\nread_through_misses:{}\r\nread_through_errors:{}\r\nread_through_timeouts:{}\r\nread_through_coalesced:{}\r\nread_through_negative_hits:{}\r\nread_through_stale_fills:{}\r\nread_through_shed:{}\r\nread_through_breaker:{}\r\nread_through_breaker_skips:{}\r\nread_through_inflight:{}\r\nread_through_last_error:{}\r\n\r\n",
             self.source.describe(),
             self.timeout.as_millis(),
             self.ttl_ms,
@@ -472,6 +508,12 @@ impl ReadThrough {
             n(&s.negative_hits),
             n(&s.stale_fills),
             n(&s.shed),
+            match self.open_until_ms.load(Ordering::Relaxed) {
+                0 => "closed",
+                _ if self.breaker_open(unix_ms(&*self.clock)) => "open",
+                _ => "half-open",
+            },
+            n(&s.breaker_skips),
             self.inflight(),
             self.last_error.lock().as_deref().unwrap_or(""),
         );
@@ -515,6 +557,10 @@ pub async fn prefetch(db: &Arc<Db>, sess: &Session, args: &[&[u8]]) -> bool {
         if in_keyspace(db, key, now) || rt.negative_hit(key) {
             continue;
         }
+        if rt.breaker_open(now) {
+            rt.stats.breaker_skips.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         if let Some(rx) = rt.start_load(db, key) {
             waits.push(rx);
         }
@@ -528,6 +574,14 @@ pub async fn prefetch(db: &Arc<Db>, sess: &Session, args: &[&[u8]]) -> bool {
         let _ = tokio::time::timeout_at(deadline, rx.wait_for(|done| *done)).await;
     }
     true
+}
+
+/// The clock's Unix time in milliseconds (as [`Db::now_ms`]).
+fn unix_ms(clock: &dyn Clock) -> u64 {
+    clock
+        .system_time()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 // Keyspace adapter: the only code in this module that knows the keyspace's

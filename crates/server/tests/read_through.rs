@@ -470,3 +470,103 @@ fn fills_stay_within_maxmemory_under_allkeys_lru() {
     assert!((n as usize) < ROWS / 2, "{n} keys kept of {ROWS}");
     h.shutdown().unwrap();
 }
+
+fn stat_text(addr: SocketAddr, field: &str) -> String {
+    let text = info(addr);
+    let prefix = format!("read_through_{field}:");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in INFO:\n{text}"))
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn a_dead_postgres_trips_the_breaker_and_is_retried_after_the_cooldown() {
+    let clock = ManualClock::new();
+    let h = Server::start_with_clock(
+        Config::builder()
+            .port(0)
+            .read_through(ReadThroughConfig {
+                url: Some("postgres://postgres@127.0.0.1:1/test?connect_timeout=1".into()),
+                table: Some("kv".into()),
+                timeout: Duration::from_secs(5),
+                ..ReadThroughConfig::default()
+            })
+            .build(),
+        Arc::new(clock.clone()),
+    )
+    .expect("server starts");
+    let addr = h.local_addr();
+    let mut c = RawClient::connect(addr);
+    for i in 0..5 {
+        assert_eq!(get(&mut c, &format!("k{i}")), None);
+    }
+    assert_eq!((stat(addr, "loads"), stat(addr, "errors")), (5, 5));
+    assert_eq!(stat_text(addr, "breaker"), "open");
+    // Open: answered nil without a query.
+    assert_eq!(get(&mut c, "k5"), None);
+    assert_eq!((stat(addr, "loads"), stat(addr, "breaker_skips")), (5, 1));
+    // After the cooldown one load is tried again (and fails, re-opening).
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(stat_text(addr, "breaker"), "half-open");
+    assert_eq!(get(&mut c, "k6"), None);
+    assert_eq!(stat(addr, "loads"), 6);
+    assert_eq!(stat_text(addr, "breaker"), "open");
+    h.shutdown().unwrap();
+}
+
+#[test]
+fn a_success_closes_the_breaker() {
+    let pg = Pg::connect();
+    let lock = 7307;
+    pg.table(
+        "rt_breaker",
+        &[
+            ("k", "v"),
+            ("slow0", "s"),
+            ("slow1", "s"),
+            ("slow2", "s"),
+            ("slow3", "s"),
+            ("slow4", "s"),
+        ],
+        lock,
+    );
+    let clock = ManualClock::new();
+    let h = Server::start_with_clock(
+        Config::builder()
+            .port(0)
+            .read_through(ReadThroughConfig {
+                timeout: Duration::from_millis(300),
+                ..config("rt_breaker_gated")
+            })
+            .build(),
+        Arc::new(clock.clone()),
+    )
+    .expect("server starts");
+    let addr = h.local_addr();
+    let mut c = RawClient::connect(addr);
+    // Five timeouts in a row (distinct keys, so none coalesce) trip it.
+    pg.hold(lock);
+    for i in 0..5 {
+        assert_eq!(get(&mut c, &format!("slow{i}")), None);
+        wait_stat(addr, "timeouts", i + 1);
+    }
+    assert_eq!(stat_text(addr, "breaker"), "open");
+    assert_eq!(get(&mut c, "k"), None, "skipped while open");
+    pg.release(lock);
+    // Let the abandoned queries drain so the next load has a free connection.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pg.count(
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%rt_breaker_gated%' \
+         AND state = 'active' AND pid <> pg_backend_pid()",
+    ) > 0
+    {
+        assert!(Instant::now() < deadline, "queries never drained");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(get(&mut c, "k").as_deref(), Some("v"));
+    assert_eq!(stat_text(addr, "breaker"), "closed");
+    h.shutdown().unwrap();
+}
