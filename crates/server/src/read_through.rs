@@ -703,6 +703,135 @@ mod tests {
         assert!(c.apply_text("read-through-nonsense 1\n").is_err());
     }
 
+    /// A source that serves `rows` once `gate` has permits, counting calls.
+    #[derive(Debug)]
+    struct Gated {
+        rows: HashMap<Vec<u8>, Vec<u8>>,
+        gate: tokio::sync::Semaphore,
+        calls: AtomicU64,
+    }
+
+    impl Source for Gated {
+        fn load<'a>(
+            &'a self,
+            key: &'a [u8],
+        ) -> Pin<Box<dyn Future<Output = LoadResult> + Send + 'a>> {
+            Box::pin(async move {
+                self.calls.fetch_add(1, Ordering::SeqCst);
+                let _permit = self.gate.acquire().await;
+                Ok(self.rows.get(key).cloned())
+            })
+        }
+        fn check(
+            &self,
+        ) -> Pin<Box<dyn Future<Output = Result<(), kuai::core::Error>> + Send + '_>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn describe(&self) -> String {
+            "gated test source".into()
+        }
+    }
+
+    fn db_with(source: Arc<Gated>) -> Arc<Db> {
+        let clock: Arc<dyn Clock> = Arc::new(kuai::core::SystemClock);
+        let mut db = Db::new(
+            crate::keyspace::Keyspace::new(4),
+            clock.clone(),
+            crate::commands::DbSettings::default(),
+        );
+        let config = ReadThroughConfig {
+            url: Some("test".into()),
+            timeout: Duration::from_secs(60),
+            ..ReadThroughConfig::default()
+        };
+        db.read_through = Some(Arc::new(
+            ReadThrough::with_source(source, &config, clock).unwrap(),
+        ));
+        Arc::new(db)
+    }
+
+    fn run<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    /// Yields until `cond` holds (a rendezvous with the loader thread).
+    async fn until(cond: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !cond() {
+            assert!(std::time::Instant::now() < deadline, "condition never held");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    #[test]
+    fn riders_share_one_load_and_a_delete_during_it_wins() {
+        let source = Arc::new(Gated {
+            rows: [(b"k".to_vec(), b"old".to_vec())].into_iter().collect(),
+            gate: tokio::sync::Semaphore::new(0),
+            calls: AtomicU64::new(0),
+        });
+        let db = db_with(source.clone());
+        let rt = db.read_through.clone().unwrap();
+        let sess = Session::new(1, true);
+        let get: &[&[u8]] = &[b"GET", b"k"];
+        run(async {
+            let control = async {
+                until(|| rt.stats.coalesced.load(Ordering::SeqCst) == 2).await;
+                let mut s = Session::new(2, true);
+                let mut out = crate::reply::ReplyBuf::new(crate::reply::Protocol::Resp2);
+                db.execute(&mut s, &[b"DEL", b"k"], &mut out, db.now_ms());
+                source.gate.add_permits(100);
+            };
+            let (a, b, c, ()) = tokio::join!(
+                prefetch(&db, &sess, get),
+                prefetch(&db, &sess, get),
+                prefetch(&db, &sess, get),
+                control
+            );
+            assert!(a && b && c, "all three waited");
+        });
+        assert_eq!(source.calls.load(Ordering::SeqCst), 1, "one load");
+        assert_eq!(rt.stats.stale_fills.load(Ordering::SeqCst), 1);
+        assert!(!in_keyspace(&db, b"k", db.now_ms()), "the DEL won");
+        assert_eq!(rt.inflight(), 0);
+
+        // Unwritten since: the next miss fills.
+        run(prefetch(&db, &sess, get));
+        assert!(in_keyspace(&db, b"k", db.now_ms()));
+        assert_eq!(source.calls.load(Ordering::SeqCst), 2);
+        // A hit needs no load.
+        assert!(!run(prefetch(&db, &sess, get)));
+    }
+
+    #[test]
+    fn unauthenticated_and_other_commands_never_load() {
+        let source = Arc::new(Gated {
+            rows: HashMap::new(),
+            gate: tokio::sync::Semaphore::new(100),
+            calls: AtomicU64::new(0),
+        });
+        let db = db_with(source.clone());
+        assert!(!run(prefetch(
+            &db,
+            &Session::new(1, false),
+            &[b"GET", b"k"]
+        )));
+        assert!(!run(prefetch(
+            &db,
+            &Session::new(1, true),
+            &[b"EXISTS", b"k"]
+        )));
+        assert_eq!(source.calls.load(Ordering::SeqCst), 0);
+        // An absent row is remembered: one load for two misses.
+        assert!(run(prefetch(&db, &Session::new(1, true), &[b"GET", b"k"])));
+        assert!(!run(prefetch(&db, &Session::new(1, true), &[b"GET", b"k"])));
+        assert_eq!(source.calls.load(Ordering::SeqCst), 1);
+    }
+
     #[test]
     fn read_keys_of_commands() {
         fn k(a: &[&[u8]]) -> Vec<Vec<u8>> {
