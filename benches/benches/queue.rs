@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use kuai::queue::BufferQueue;
-use kuai::queue::log::{Log, SyncPolicy};
+use kuai::queue::log::{Log, ReadMode, SegmentBackend, SyncPolicy};
 use kuai_benches::{Better, Row, Section, median_pair};
 
 const CAP: usize = 1024;
@@ -266,6 +266,7 @@ fn bench_dir() -> std::io::Result<tempfile::TempDir> {
 /// Appends `size`-byte records from `producers` threads, each keeping
 /// `window` acknowledgements in flight, for `dur`; returns acked msgs/s.
 fn log_throughput(
+    backend: SegmentBackend,
     sync: SyncPolicy,
     size: usize,
     producers: usize,
@@ -275,6 +276,7 @@ fn log_throughput(
     let dir = bench_dir().map_err(|e| e.to_string())?;
     let log = Arc::new(
         Log::builder(dir.path())
+            .backend(backend)
             .sync_policy(sync)
             .segment_bytes(256 << 20)
             .open()
@@ -327,13 +329,18 @@ fn log_rows(s: &mut Section) {
     let dur = Duration::from_millis(s.pick(200, 1000));
     for size in [100usize, 1024] {
         // The baseline: one write + fdatasync per message (4 threads, each waiting).
-        let per = log_throughput(SyncPolicy::PerRecord, size, 4, 1, dur);
+        let w = SegmentBackend::Write;
+        let per = log_throughput(w, SyncPolicy::PerRecord, size, 4, 1, dur);
+        let mut group_1ms = None;
         for lat_ms in [1u64, 5] {
             let group = SyncPolicy::Group {
                 max_latency: Duration::from_millis(lat_ms),
                 max_batch_bytes: 4 << 20,
             };
-            let g = log_throughput(group, size, 2, 4096, dur);
+            let g = log_throughput(w, group, size, 2, 4096, dur);
+            if lat_ms == 1 {
+                group_1ms = Some(g.clone());
+            }
             let row = Row::new(
                 format!("log append {size} B, group commit {lat_ms} ms, fsync before ack"),
                 "msgs/s",
@@ -357,6 +364,143 @@ fn log_rows(s: &mut Section) {
                         (*k * size as f64 / 1e6 * 10.0).round() / 10.0,
                     ),
                 (Err(e), _) | (_, Err(e)) => row.error(e),
+            });
+        }
+        // The two backends side by side (the write backend's numbers are
+        // the ones just measured, so every pair comes from the same run).
+        let group = SyncPolicy::Group {
+            max_latency: Duration::from_millis(1),
+            max_batch_bytes: 4 << 20,
+        };
+        let m = SegmentBackend::Mapped;
+        for (label, write, mapped, producers, window) in [
+            (
+                "fsync per message",
+                per.clone(),
+                log_throughput(m, SyncPolicy::PerRecord, size, 4, 1, dur),
+                4,
+                1,
+            ),
+            (
+                "group commit 1 ms",
+                group_1ms
+                    .clone()
+                    .unwrap_or_else(|| Err("not measured".into())),
+                log_throughput(m, group, size, 2, 4096, dur),
+                2,
+                4096,
+            ),
+        ] {
+            let row = Row::new(
+                format!("log append {size} B, {label}: mmap appender vs write+fdatasync"),
+                "msgs/s",
+                Better::Higher,
+            )
+            .param("record_bytes", size)
+            .param("producers", producers)
+            .param("acks_in_flight_per_producer", window)
+            .note("kuai = SegmentBackend::Mapped (kuai-zerocopy MappedAppender + msync); peer = SegmentBackend::Write (pwrite + fdatasync, the default)");
+            s.record(match (&write, &mapped) {
+                (Ok(p), Ok(k)) => row.peer("kuai log, SegmentBackend::Write", *p).kuai(*k),
+                (Err(e), _) | (_, Err(e)) => row.error(e),
+            });
+        }
+    }
+}
+
+/// (sequential scan records/s, random single-record reads/s) of a
+/// page-cache-hot log of `n` records, in `mode`.
+fn read_rates(
+    dir: &std::path::Path,
+    mode: ReadMode,
+    n: u64,
+    reads: u64,
+) -> Result<(f64, f64), String> {
+    let log = Log::builder(dir)
+        .read_mode(mode)
+        .open()
+        .map_err(|e| e.to_string())?;
+    let t = Instant::now();
+    let mut next = 0;
+    let mut sum = 0u64;
+    while next < n {
+        let batch = log.read_from(next, 256 << 10).map_err(|e| e.to_string())?;
+        for r in &batch {
+            sum = sum.wrapping_add(u64::from(r.payload[r.payload.len() / 2]));
+        }
+        next += batch.len() as u64;
+    }
+    let scan = n as f64 / t.elapsed().as_secs_f64();
+    // xorshift64: the same offsets in both modes.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let t = Instant::now();
+    for _ in 0..reads {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let r = log.read(x % n).map_err(|e| e.to_string())?;
+        sum = sum.wrapping_add(u64::from(r.payload[0]));
+    }
+    let random = reads as f64 / t.elapsed().as_secs_f64();
+    std::hint::black_box(sum);
+    Ok((scan, random))
+}
+
+/// Reads by offset: zero-copy (payloads are slices of a read-only mmap of
+/// the segment) vs `pread` (one per batch, plus the header walk).
+fn read_rows(s: &mut Section) {
+    let runs = s.pick(3, 5);
+    let reads = s.pick(50_000u64, 200_000);
+    for (size, n) in [
+        (100usize, s.pick(100_000u64, 300_000)),
+        (1024, s.pick(30_000, 100_000)),
+    ] {
+        let prepared = (|| -> Result<tempfile::TempDir, String> {
+            let dir = bench_dir().map_err(|e| e.to_string())?;
+            let log = Log::builder(dir.path()).open().map_err(|e| e.to_string())?;
+            let payload = vec![0x33u8; size];
+            let mut q = std::collections::VecDeque::new();
+            for _ in 0..n {
+                q.push_back(log.append(&payload).map_err(|e| e.to_string())?);
+                if q.len() > 4096 {
+                    if let Some(t) = q.pop_front() {
+                        t.wait().map_err(|e| e.to_string())?;
+                    }
+                }
+            }
+            log.close().map_err(|e| e.to_string())?;
+            Ok(dir)
+        })();
+        let measured = prepared.and_then(|dir| {
+            let mut v: [Vec<f64>; 4] = Default::default();
+            for _ in 0..runs {
+                let (a, b) = read_rates(dir.path(), ReadMode::Mmap, n, reads)?;
+                let (c, d) = read_rates(dir.path(), ReadMode::Pread, n, reads)?;
+                for (i, x) in [a, b, c, d].into_iter().enumerate() {
+                    v[i].push(x);
+                }
+            }
+            Ok(v.map(|mut x| {
+                x.sort_by(f64::total_cmp);
+                x[x.len() / 2]
+            }))
+        });
+        for (what, unit, k, p) in [
+            ("sequential scan (256 KiB batches)", "records/s", 0, 2),
+            ("random single-record reads", "reads/s", 1, 3),
+        ] {
+            let row = Row::new(
+                format!("log read {size} B records, {what}: mmap zero-copy vs pread"),
+                unit,
+                Better::Higher,
+            )
+            .param("record_bytes", size)
+            .param("records", n)
+            .param("page_cache", "hot")
+            .note("kuai = ReadMode::Mmap (payload Bytes point into the mapping); peer = ReadMode::Pread (one pread per batch, header walk by pread)");
+            s.record(match &measured {
+                Ok(v) => row.peer("kuai log, ReadMode::Pread", v[p]).kuai(v[k]),
+                Err(e) => row.error(e),
             });
         }
     }
@@ -747,7 +891,7 @@ fn nats_rows(s: &mut Section) {
         }
         Ok(acked as f64 / start.elapsed().as_secs_f64())
     })();
-    let kuai_fsync = log_throughput(group, 100, 1, 256, dur);
+    let kuai_fsync = log_throughput(SegmentBackend::Write, group, 100, 1, 256, dur);
     let base = Row::new(exp, "msgs/s", Better::Higher)
         .seed(214_000.0)
         .param("record_bytes", 100)
@@ -783,9 +927,10 @@ type Part = (&'static str, fn(&mut Section));
 fn main() {
     let mut s = Section::from_args("queue");
     let t0 = Instant::now();
-    let parts: [Part; 5] = [
+    let parts: [Part; 6] = [
         ("buffer", buffer_rows),
         ("log", log_rows),
+        ("reads", read_rows),
         ("e2e", e2e_rows),
         ("topics", topic_rows),
         ("overload", overload_rows),
