@@ -475,3 +475,34 @@ fn a_log_written_by_one_backend_opens_with_the_other() {
         }
     }
 }
+
+#[test]
+fn sealing_a_mapped_segment_under_a_live_mapping_is_safe() {
+    // The reader maps the active segment while it still carries its
+    // zero-filled pre-allocation; rolling trims the file below the mapping's
+    // length. Reads stay below the durable size, so they never touch a page
+    // past the new end of file (which would SIGBUS).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::builder(dir.path())
+        .backend(SegmentBackend::Mapped)
+        .read_mode(ReadMode::Mmap)
+        .segment_bytes(64 << 10)
+        .open()
+        .expect("open");
+    log.append_sync(&payload(0)).expect("append");
+    let first = log.read(0).expect("read");
+    let path = segment::log_path(dir.path(), 0);
+    assert!(fs::metadata(&path).expect("meta").len() > log.size_bytes());
+    let mut i = 1;
+    while log.segment_count() == 1 {
+        log.append_sync(&payload(i)).expect("append");
+        i += 1;
+    }
+    // Sealed and trimmed to its records, while the old mapping is alive.
+    let sealed_len = fs::metadata(&path).expect("meta").len();
+    assert!(sealed_len <= 64 << 10);
+    assert_eq!(first.payload.as_ref(), &payload(0)[..]);
+    for j in 0..i {
+        assert_eq!(log.read(j).expect("read").payload.as_ref(), &payload(j)[..]);
+    }
+}
