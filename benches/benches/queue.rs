@@ -1,6 +1,7 @@
 //! The queue section of `cargo xtask bench`: kuai-queue's buffer queue,
 //! durable log (group commit vs fsync per message), topic scaling, request
-//! queue overload behaviour, and (with `KUAI_BENCH_SERVICES=1`) NATS JetStream.
+//! queue overload behaviour, and (with `KUAI_BENCH_SERVICES=1`) NATS JetStream
+//! and RabbitMQ.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -959,6 +960,79 @@ fn nats_rows(s: &mut Section) {
     });
 }
 
+/// RabbitMQ confirmed publish (persistent, durable classic queue, 256
+/// confirms in flight: a confirm comes after the broker's fsync) beside
+/// kuai's log at the same durability (fdatasync before ack, group commit).
+fn rabbitmq_rows(s: &mut Section) {
+    let dur = Duration::from_millis(s.pick(300, 1000));
+    let exp = "publish 100 B, 256 acks in flight, fsync before ack: kuai log vs RabbitMQ";
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            s.record(Row::new(exp, "msgs/s", Better::Higher).error(e));
+            return;
+        }
+    };
+    let rabbit = rt.block_on(async {
+        use kuai_queue::rabbitmq::{DEFAULT_URL, RabbitMq};
+        let mq = RabbitMq::connect(DEFAULT_URL)
+            .await
+            .map_err(|e| e.to_string())?;
+        let q = format!("kuai-bench-{}", std::process::id());
+        mq.declare_durable_queue(&q)
+            .await
+            .map_err(|e| e.to_string())?;
+        let payload = [0x42u8; 100];
+        let mut inflight = std::collections::VecDeque::new();
+        let start = Instant::now();
+        let mut acked = 0u64;
+        while start.elapsed() < dur {
+            while inflight.len() < 256 {
+                inflight.push_back(
+                    mq.publish_nowait(&q, &payload, None)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+            for _ in 0..128 {
+                if let Some(f) = inflight.pop_front() {
+                    f.await.map_err(|e| e.to_string())?;
+                    acked += 1;
+                }
+            }
+        }
+        for f in inflight {
+            f.await.map_err(|e| e.to_string())?;
+            acked += 1;
+        }
+        let rate = acked as f64 / start.elapsed().as_secs_f64();
+        let _ = mq.delete_queue(&q).await;
+        let _ = mq.close().await;
+        Ok::<f64, String>(rate)
+    });
+    let group = SyncPolicy::Group {
+        max_latency: Duration::from_millis(1),
+        max_batch_bytes: 4 << 20,
+    };
+    let kuai = log_throughput(SegmentBackend::Write, group, 100, 1, 256, dur);
+    let row = Row::new(exp, "msgs/s", Better::Higher)
+        .param("record_bytes", 100)
+        .param("acks_in_flight", 256)
+        .param(
+            "durability",
+            "same: RabbitMQ persistent message in a durable queue, publisher confirm after fsync; kuai fdatasync before ack (group commit 1 ms)",
+        )
+        .note("RabbitMQ 127.0.0.1:5672 (feature rabbitmq, lapin), one publisher; kuai one producer");
+    s.record(match (&rabbit, &kuai) {
+        (Ok(p), Ok(k)) => row.peer("RabbitMQ (persistent, confirms)", *p).kuai(*k),
+        (Err(e), _) | (_, Err(e)) => row.error(e),
+    });
+}
+
 /// One named part of the section.
 type Part = (&'static str, fn(&mut Section));
 
@@ -974,7 +1048,7 @@ fn main() {
         ("overload", overload_rows),
     ];
     let services = std::env::var("KUAI_BENCH_SERVICES").is_ok_and(|v| v == "1");
-    let nats: [Part; 1] = [("nats", nats_rows)];
+    let nats: [Part; 2] = [("nats", nats_rows), ("rabbitmq", rabbitmq_rows)];
     let parts = parts.iter().chain(if services { &nats[..] } else { &[] });
     // KUAI_QUEUE_BENCH_ONLY=buffer,log runs only those parts (for tuning).
     let only = std::env::var("KUAI_QUEUE_BENCH_ONLY").ok();
