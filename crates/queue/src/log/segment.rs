@@ -69,6 +69,38 @@ pub(crate) struct Segment {
     view: RwLock<Option<Bytes>>,
 }
 
+/// Bytes read at once from an index entry to walk to a record with
+/// [`ReadMode::Pread`] (index entries are about 4 KiB apart by default).
+const WALK_WINDOW: usize = 8 << 10;
+
+/// Bytes of the file starting at byte `at`: the whole mapping (`at == 0`)
+/// or one `pread` buffer.
+#[derive(Debug)]
+pub(crate) struct Window {
+    at: u64,
+    bytes: Bytes,
+}
+
+impl Window {
+    /// `len` bytes at file position `pos`, if the window holds them all.
+    fn get(&self, pos: u64, len: usize) -> Option<Bytes> {
+        let (from, to) = self.range(pos, len)?;
+        Some(self.bytes.slice(from..to))
+    }
+
+    /// Like [`get`](Self::get), borrowed (no reference-count traffic).
+    fn borrow(&self, pos: u64, len: usize) -> Option<&[u8]> {
+        let (from, to) = self.range(pos, len)?;
+        self.bytes.get(from..to)
+    }
+
+    fn range(&self, pos: u64, len: usize) -> Option<(usize, usize)> {
+        let from = usize::try_from(pos.checked_sub(self.at)?).ok()?;
+        let to = from.checked_add(len)?;
+        (to <= self.bytes.len()).then_some((from, to))
+    }
+}
+
 /// What a scan of a segment found.
 #[derive(Debug)]
 pub(crate) struct Scan {
@@ -264,23 +296,38 @@ impl Segment {
         Some(bytes)
     }
 
-    /// The header at byte `pos`, from the mapping or by `pread`.
-    fn header_at(&self, view: Option<&Bytes>, pos: u64) -> QueueResult<Option<Header>> {
-        Ok(match view {
-            Some(b) => b.get(pos as usize..).and_then(Header::parse),
+    /// The header at byte `pos`: from the window if it holds it, else by
+    /// `pread`.
+    fn header_at(&self, win: &Window, pos: u64) -> QueueResult<Option<Header>> {
+        Ok(match win.borrow(pos, HEADER) {
+            Some(b) => Header::parse(b),
             None => Header::parse(&read_exact_at(&self.file, pos, HEADER, &self.path)?),
         })
     }
 
+    /// `len` bytes at `pos` (below `size`): a slice of the window if it
+    /// holds them, else one `pread`.
+    fn bytes_at(&self, win: &Window, pos: u64, len: usize) -> QueueResult<Bytes> {
+        match win.get(pos, len) {
+            Some(b) => Ok(b),
+            None => Ok(Bytes::from(read_exact_at(
+                &self.file, pos, len, &self.path,
+            )?)),
+        }
+    }
+
     /// Finds the byte position of `offset` (which must be inside this
     /// segment's durable range) by the sparse index and a header walk.
+    /// With [`ReadMode::Pread`] one `pread` of [`WALK_WINDOW`] bytes from the
+    /// index entry serves the walk (and usually the record); returns the
+    /// window used, for the caller to slice the record from.
     fn locate(
         &self,
-        view: Option<&Bytes>,
+        view: Option<Bytes>,
         offset: u64,
         size: u64,
         max_payload: usize,
-    ) -> QueueResult<(u64, Header)> {
+    ) -> QueueResult<(u64, Header, Window)> {
         let rel = (offset - self.base) as u32;
         let index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
         let start = match index.binary_search_by_key(&rel, |e| e.0) {
@@ -290,19 +337,29 @@ impl Segment {
         };
         drop(index);
         let mut pos = u64::from(start);
+        let win = match view {
+            Some(map) => Window { at: 0, bytes: map },
+            None => {
+                let len = (size - pos.min(size)).min(WALK_WINDOW as u64) as usize;
+                Window {
+                    at: pos,
+                    bytes: Bytes::from(read_exact_at(&self.file, pos, len, &self.path)?),
+                }
+            }
+        };
         let corrupt = |reason: String| QueueError::Corrupt { offset, reason };
         loop {
             if pos + HEADER as u64 > size {
                 return Err(corrupt(format!("record missing before byte {size}")));
             }
             let h = self
-                .header_at(view, pos)?
+                .header_at(&win, pos)?
                 .ok_or_else(|| corrupt("short header".into()))?;
             let total = h.total_len(max_payload).ok_or_else(|| {
                 corrupt(format!("impossible record length {} at byte {pos}", h.len))
             })?;
             if h.offset == offset {
-                return Ok((pos, h));
+                return Ok((pos, h, win));
             }
             if h.offset > offset || pos + total as u64 > size {
                 return Err(corrupt(format!(
@@ -331,14 +388,11 @@ impl Segment {
             ReadMode::Mmap => self.view(size),
             ReadMode::Pread => None,
         };
-        let (pos, first) = self.locate(view.as_ref(), offset, size, max_payload)?;
+        let (pos, first, win) = self.locate(view, offset, size, max_payload)?;
         let first_total = first.total_len(max_payload).unwrap_or(HEADER) as u64;
         let want = (max_bytes as u64).max(first_total).min(size - pos) as usize;
-        let chunk = match &view {
-            // `pos + want <= size <= view.len()`.
-            Some(b) => b.slice(pos as usize..pos as usize + want),
-            None => Bytes::from(read_exact_at(&self.file, pos, want, &self.path)?),
-        };
+        // Mmap: `pos + want <= size <= view.len()`, a slice of the mapping.
+        let chunk = self.bytes_at(&win, pos, want)?;
         let mut out = Vec::new();
         let mut at = 0usize;
         let mut expect = offset;
