@@ -1,6 +1,7 @@
 //! The queue section of `cargo xtask bench`: kuai-queue's buffer queue,
 //! durable log (group commit vs fsync per message), topic scaling, request
-//! queue overload behaviour, and (with `KUAI_BENCH_SERVICES=1`) NATS JetStream.
+//! queue overload behaviour, and (with `KUAI_BENCH_SERVICES=1`) NATS JetStream
+//! and RabbitMQ.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -9,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use kuai::queue::BufferQueue;
-use kuai::queue::log::{Log, SyncPolicy};
+use kuai::queue::log::{Log, ReadMode, SegmentBackend, SyncPolicy};
 use kuai_benches::{Better, Row, Section, median_pair};
 
 const CAP: usize = 1024;
@@ -266,6 +267,7 @@ fn bench_dir() -> std::io::Result<tempfile::TempDir> {
 /// Appends `size`-byte records from `producers` threads, each keeping
 /// `window` acknowledgements in flight, for `dur`; returns acked msgs/s.
 fn log_throughput(
+    backend: SegmentBackend,
     sync: SyncPolicy,
     size: usize,
     producers: usize,
@@ -275,6 +277,7 @@ fn log_throughput(
     let dir = bench_dir().map_err(|e| e.to_string())?;
     let log = Arc::new(
         Log::builder(dir.path())
+            .backend(backend)
             .sync_policy(sync)
             .segment_bytes(256 << 20)
             .open()
@@ -327,13 +330,18 @@ fn log_rows(s: &mut Section) {
     let dur = Duration::from_millis(s.pick(200, 1000));
     for size in [100usize, 1024] {
         // The baseline: one write + fdatasync per message (4 threads, each waiting).
-        let per = log_throughput(SyncPolicy::PerRecord, size, 4, 1, dur);
+        let w = SegmentBackend::Write;
+        let per = log_throughput(w, SyncPolicy::PerRecord, size, 4, 1, dur);
+        let mut group_1ms = None;
         for lat_ms in [1u64, 5] {
             let group = SyncPolicy::Group {
                 max_latency: Duration::from_millis(lat_ms),
                 max_batch_bytes: 4 << 20,
             };
-            let g = log_throughput(group, size, 2, 4096, dur);
+            let g = log_throughput(w, group, size, 2, 4096, dur);
+            if lat_ms == 1 {
+                group_1ms = Some(g.clone());
+            }
             let row = Row::new(
                 format!("log append {size} B, group commit {lat_ms} ms, fsync before ack"),
                 "msgs/s",
@@ -357,6 +365,143 @@ fn log_rows(s: &mut Section) {
                         (*k * size as f64 / 1e6 * 10.0).round() / 10.0,
                     ),
                 (Err(e), _) | (_, Err(e)) => row.error(e),
+            });
+        }
+        // The two backends side by side (the write backend's numbers are
+        // the ones just measured, so every pair comes from the same run).
+        let group = SyncPolicy::Group {
+            max_latency: Duration::from_millis(1),
+            max_batch_bytes: 4 << 20,
+        };
+        let m = SegmentBackend::Mapped;
+        for (label, write, mapped, producers, window) in [
+            (
+                "fsync per message",
+                per.clone(),
+                log_throughput(m, SyncPolicy::PerRecord, size, 4, 1, dur),
+                4,
+                1,
+            ),
+            (
+                "group commit 1 ms",
+                group_1ms
+                    .clone()
+                    .unwrap_or_else(|| Err("not measured".into())),
+                log_throughput(m, group, size, 2, 4096, dur),
+                2,
+                4096,
+            ),
+        ] {
+            let row = Row::new(
+                format!("log append {size} B, {label}: mmap appender vs write+fdatasync"),
+                "msgs/s",
+                Better::Higher,
+            )
+            .param("record_bytes", size)
+            .param("producers", producers)
+            .param("acks_in_flight_per_producer", window)
+            .note("kuai = SegmentBackend::Mapped (kuai-zerocopy MappedAppender + msync); peer = SegmentBackend::Write (pwrite + fdatasync, the default)");
+            s.record(match (&write, &mapped) {
+                (Ok(p), Ok(k)) => row.peer("kuai log, SegmentBackend::Write", *p).kuai(*k),
+                (Err(e), _) | (_, Err(e)) => row.error(e),
+            });
+        }
+    }
+}
+
+/// (sequential scan records/s, random single-record reads/s) of a
+/// page-cache-hot log of `n` records, in `mode`.
+fn read_rates(
+    dir: &std::path::Path,
+    mode: ReadMode,
+    n: u64,
+    reads: u64,
+) -> Result<(f64, f64), String> {
+    let log = Log::builder(dir)
+        .read_mode(mode)
+        .open()
+        .map_err(|e| e.to_string())?;
+    let t = Instant::now();
+    let mut next = 0;
+    let mut sum = 0u64;
+    while next < n {
+        let batch = log.read_from(next, 256 << 10).map_err(|e| e.to_string())?;
+        for r in &batch {
+            sum = sum.wrapping_add(u64::from(r.payload[r.payload.len() / 2]));
+        }
+        next += batch.len() as u64;
+    }
+    let scan = n as f64 / t.elapsed().as_secs_f64();
+    // xorshift64: the same offsets in both modes.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let t = Instant::now();
+    for _ in 0..reads {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let r = log.read(x % n).map_err(|e| e.to_string())?;
+        sum = sum.wrapping_add(u64::from(r.payload[0]));
+    }
+    let random = reads as f64 / t.elapsed().as_secs_f64();
+    std::hint::black_box(sum);
+    Ok((scan, random))
+}
+
+/// Reads by offset: zero-copy (payloads are slices of a read-only mmap of
+/// the segment) vs `pread` (one per batch, plus the header walk).
+fn read_rows(s: &mut Section) {
+    let runs = s.pick(3, 5);
+    let reads = s.pick(50_000u64, 200_000);
+    for (size, n) in [
+        (100usize, s.pick(100_000u64, 300_000)),
+        (1024, s.pick(30_000, 100_000)),
+    ] {
+        let prepared = (|| -> Result<tempfile::TempDir, String> {
+            let dir = bench_dir().map_err(|e| e.to_string())?;
+            let log = Log::builder(dir.path()).open().map_err(|e| e.to_string())?;
+            let payload = vec![0x33u8; size];
+            let mut q = std::collections::VecDeque::new();
+            for _ in 0..n {
+                q.push_back(log.append(&payload).map_err(|e| e.to_string())?);
+                if q.len() > 4096 {
+                    if let Some(t) = q.pop_front() {
+                        t.wait().map_err(|e| e.to_string())?;
+                    }
+                }
+            }
+            log.close().map_err(|e| e.to_string())?;
+            Ok(dir)
+        })();
+        let measured = prepared.and_then(|dir| {
+            let mut v: [Vec<f64>; 4] = Default::default();
+            for _ in 0..runs {
+                let (a, b) = read_rates(dir.path(), ReadMode::Mmap, n, reads)?;
+                let (c, d) = read_rates(dir.path(), ReadMode::Pread, n, reads)?;
+                for (i, x) in [a, b, c, d].into_iter().enumerate() {
+                    v[i].push(x);
+                }
+            }
+            Ok(v.map(|mut x| {
+                x.sort_by(f64::total_cmp);
+                x[x.len() / 2]
+            }))
+        });
+        for (what, unit, k, p) in [
+            ("sequential scan (256 KiB batches)", "records/s", 0, 2),
+            ("random single-record reads", "reads/s", 1, 3),
+        ] {
+            let row = Row::new(
+                format!("log read {size} B records, {what}: mmap zero-copy vs pread"),
+                unit,
+                Better::Higher,
+            )
+            .param("record_bytes", size)
+            .param("records", n)
+            .param("page_cache", "hot")
+            .note("kuai = ReadMode::Mmap (payload Bytes point into the mapping); peer = ReadMode::Pread (one pread per batch, header walk by pread)");
+            s.record(match &measured {
+                Ok(v) => row.peer("kuai log, ReadMode::Pread", v[p]).kuai(v[k]),
+                Err(e) => row.error(e),
             });
         }
     }
@@ -548,13 +693,20 @@ async fn serve() {
     tokio::time::sleep(Duration::from_millis(1)).await;
 }
 
-/// Offered load `rate`/s for `dur`, deadline 20 ms: returns (goodput/s, p99 ms).
-async fn overload_run(drop_expired: bool, rate: f64, dur: Duration) -> (f64, f64) {
-    let rq = kuai::queue::RequestQueue::builder()
+/// CoDel settings of the overload rows: target 5 ms, interval 100 ms.
+const CODEL: (Duration, Duration) = (Duration::from_millis(5), Duration::from_millis(100));
+
+/// Offered load `rate`/s for `dur`, deadline 20 ms: returns (goodput/s, p99
+/// ms of served requests that arrived after a 300 ms warm-up).
+async fn overload_run(drop_expired: bool, codel: bool, rate: f64, dur: Duration) -> (f64, f64) {
+    let mut b = kuai::queue::RequestQueue::builder()
         .max_concurrency(4)
         .queue_capacity(100_000)
-        .drop_expired(drop_expired)
-        .build();
+        .drop_expired(drop_expired);
+    if codel {
+        b = b.codel(CODEL.0, CODEL.1);
+    }
+    let rq = b.build();
     let deadline = Duration::from_millis(20);
     let hist = Arc::new(std::sync::Mutex::new(
         hdrhistogram::Histogram::<u64>::new(3).expect("histogram"),
@@ -578,8 +730,12 @@ async fn overload_run(drop_expired: bool, rate: f64, dur: Duration) -> (f64, f64
                     if el <= deadline {
                         ontime.fetch_add(1, Ordering::Relaxed);
                     }
-                    if let Ok(mut h) = hist.lock() {
-                        let _ = h.record(el.as_micros() as u64);
+                    // Steady state: skip the first 300 ms (CoDel needs
+                    // one interval to see a standing queue; the queue fills).
+                    if t0.duration_since(start) >= Duration::from_millis(300) {
+                        if let Ok(mut h) = hist.lock() {
+                            let _ = h.record(el.as_micros() as u64);
+                        }
                     }
                 }
             }));
@@ -599,7 +755,7 @@ async fn overload_run(drop_expired: bool, rate: f64, dur: Duration) -> (f64, f64
 }
 
 fn overload_rows(s: &mut Section) {
-    let dur = Duration::from_millis(s.pick(300, 1500));
+    let dur = Duration::from_millis(s.pick(800, 1500));
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_time()
@@ -637,8 +793,9 @@ fn overload_rows(s: &mut Section) {
         n.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
     });
     let rate = 2.0 * capacity;
-    let (on_good, on_p99) = rt.block_on(overload_run(true, rate, dur));
-    let (off_good, off_p99) = rt.block_on(overload_run(false, rate, dur));
+    let (on_good, on_p99) = rt.block_on(overload_run(true, false, rate, dur));
+    let (off_good, off_p99) = rt.block_on(overload_run(false, false, rate, dur));
+    let (codel_good, codel_p99) = rt.block_on(overload_run(true, true, rate, dur));
     s.record(
         Row::new(
             "request queue 2x overload: goodput (served within 20 ms deadline)",
@@ -662,6 +819,32 @@ fn overload_rows(s: &mut Section) {
         .kuai(on_p99)
         .param("offered_per_s", rate.round())
         .note("kuai = deadline dropping on"),
+    );
+    let codel_note = "kuai = CoDel (target 5 ms, interval 100 ms) + deadline dropping; peer = deadline dropping only";
+    s.record(
+        Row::new(
+            "request queue 2x overload: goodput, CoDel vs deadline dropping only",
+            "req/s",
+            Better::Higher,
+        )
+        .peer("deadline dropping only", on_good)
+        .kuai(codel_good)
+        .param("offered_per_s", rate.round())
+        .param("capacity_per_s", capacity.round())
+        .param("deadline_ms", 20)
+        .note(codel_note),
+    );
+    s.record(
+        Row::new(
+            "request queue 2x overload: p99 of served requests, CoDel vs deadline dropping only",
+            "ms",
+            Better::Lower,
+        )
+        .peer("deadline dropping only", on_p99)
+        .kuai(codel_p99)
+        .param("offered_per_s", rate.round())
+        .param("deadline_ms", 20)
+        .note(codel_note),
     );
 }
 
@@ -747,7 +930,7 @@ fn nats_rows(s: &mut Section) {
         }
         Ok(acked as f64 / start.elapsed().as_secs_f64())
     })();
-    let kuai_fsync = log_throughput(group, 100, 1, 256, dur);
+    let kuai_fsync = log_throughput(SegmentBackend::Write, group, 100, 1, 256, dur);
     let base = Row::new(exp, "msgs/s", Better::Higher)
         .seed(214_000.0)
         .param("record_bytes", 100)
@@ -777,21 +960,95 @@ fn nats_rows(s: &mut Section) {
     });
 }
 
+/// RabbitMQ confirmed publish (persistent, durable classic queue, 256
+/// confirms in flight: a confirm comes after the broker's fsync) beside
+/// kuai's log at the same durability (fdatasync before ack, group commit).
+fn rabbitmq_rows(s: &mut Section) {
+    let dur = Duration::from_millis(s.pick(300, 1000));
+    let exp = "publish 100 B, 256 acks in flight, fsync before ack: kuai log vs RabbitMQ";
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            s.record(Row::new(exp, "msgs/s", Better::Higher).error(e));
+            return;
+        }
+    };
+    let rabbit = rt.block_on(async {
+        use kuai_queue::rabbitmq::{DEFAULT_URL, RabbitMq};
+        let mq = RabbitMq::connect(DEFAULT_URL)
+            .await
+            .map_err(|e| e.to_string())?;
+        let q = format!("kuai-bench-{}", std::process::id());
+        mq.declare_durable_queue(&q)
+            .await
+            .map_err(|e| e.to_string())?;
+        let payload = [0x42u8; 100];
+        let mut inflight = std::collections::VecDeque::new();
+        let start = Instant::now();
+        let mut acked = 0u64;
+        while start.elapsed() < dur {
+            while inflight.len() < 256 {
+                inflight.push_back(
+                    mq.publish_nowait(&q, &payload, None)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+            for _ in 0..128 {
+                if let Some(f) = inflight.pop_front() {
+                    f.await.map_err(|e| e.to_string())?;
+                    acked += 1;
+                }
+            }
+        }
+        for f in inflight {
+            f.await.map_err(|e| e.to_string())?;
+            acked += 1;
+        }
+        let rate = acked as f64 / start.elapsed().as_secs_f64();
+        let _ = mq.delete_queue(&q).await;
+        let _ = mq.close().await;
+        Ok::<f64, String>(rate)
+    });
+    let group = SyncPolicy::Group {
+        max_latency: Duration::from_millis(1),
+        max_batch_bytes: 4 << 20,
+    };
+    let kuai = log_throughput(SegmentBackend::Write, group, 100, 1, 256, dur);
+    let row = Row::new(exp, "msgs/s", Better::Higher)
+        .param("record_bytes", 100)
+        .param("acks_in_flight", 256)
+        .param(
+            "durability",
+            "same: RabbitMQ persistent message in a durable queue, publisher confirm after fsync; kuai fdatasync before ack (group commit 1 ms)",
+        )
+        .note("RabbitMQ 127.0.0.1:5672 (feature rabbitmq, lapin), one publisher; kuai one producer");
+    s.record(match (&rabbit, &kuai) {
+        (Ok(p), Ok(k)) => row.peer("RabbitMQ (persistent, confirms)", *p).kuai(*k),
+        (Err(e), _) | (_, Err(e)) => row.error(e),
+    });
+}
+
 /// One named part of the section.
 type Part = (&'static str, fn(&mut Section));
 
 fn main() {
     let mut s = Section::from_args("queue");
     let t0 = Instant::now();
-    let parts: [Part; 5] = [
+    let parts: [Part; 6] = [
         ("buffer", buffer_rows),
         ("log", log_rows),
+        ("reads", read_rows),
         ("e2e", e2e_rows),
         ("topics", topic_rows),
         ("overload", overload_rows),
     ];
     let services = std::env::var("KUAI_BENCH_SERVICES").is_ok_and(|v| v == "1");
-    let nats: [Part; 1] = [("nats", nats_rows)];
+    let nats: [Part; 2] = [("nats", nats_rows), ("rabbitmq", rabbitmq_rows)];
     let parts = parts.iter().chain(if services { &nats[..] } else { &[] });
     // KUAI_QUEUE_BENCH_ONLY=buffer,log runs only those parts (for tuning).
     let only = std::env::var("KUAI_QUEUE_BENCH_ONLY").ok();

@@ -6,12 +6,12 @@
 //! | you need | use |
 //! |---|---|
 //! | hand work between threads/tasks with back-pressure (peak shaving) | [`BufferQueue`]: bounded MPMC, blocking + async + `try_*`, timeouts, close-then-drain |
-//! | protect a service from overload | [`RequestQueue`]: concurrency limit, token bucket, `Overloaded` when full, deadline dropping |
+//! | protect a service from overload | [`RequestQueue`]: concurrency limit, token bucket, `Overloaded` when full, deadline dropping, CoDel-style shedding |
 //! | background jobs that may fail | [`task::TaskQueue`]: exponential backoff with jitter, max attempts, dead letters, delays, idempotency keys |
 //! | decouple services (point-to-point, pub/sub) | [`broker::Broker`]: topics, partitions, consumer groups, ack/nack, visibility timeout, per-key order |
 //! | a distributed transaction without 2PC | [`broker::Broker::prepare`] half messages + check-back (RocketMQ style), compensation messages |
-//! | records that survive `kill -9` and power loss | [`log::Log`]: segmented, CRC'd, group-committed append-only log |
-//! | hand messages to a real broker exactly once per record | `nats::OutboxRelay` (feature `nats`) |
+//! | records that survive `kill -9` and power loss | [`log::Log`]: segmented, CRC'd, group-committed append-only log (pwrite or mmap appender), zero-copy reads |
+//! | hand messages to a real broker exactly once per record | [`outbox::OutboxRelay`] over a [`outbox::BrokerSink`]: `nats::JetStreamSink` (feature `nats`), `rabbitmq::RabbitSink` (feature `rabbitmq`) |
 //!
 //! # Example
 //!
@@ -70,6 +70,9 @@ mod error;
 pub mod log;
 #[cfg(feature = "nats")]
 pub mod nats;
+pub mod outbox;
+#[cfg(feature = "rabbitmq")]
+pub mod rabbitmq;
 pub mod request;
 mod sync;
 pub mod task;

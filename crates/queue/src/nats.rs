@@ -1,13 +1,13 @@
 //! The NATS JetStream adapter (feature `nats`): publish with acks, durable
-//! pull consumers, and an **outbox relay** that moves records from the local
-//! durable [`Log`] to a JetStream subject exactly once per offset
-//! (at-least-once sends, deduplicated by JetStream through a `Nats-Msg-Id`
-//! derived from the log offset).
+//! pull consumers, and the [outbox relay](crate::outbox) into a JetStream
+//! subject exactly once per offset (at-least-once sends, deduplicated by
+//! JetStream through a `Nats-Msg-Id` derived from the log offset).
 //!
 //! Needs a `nats-server -js` at 127.0.0.1:4222 (the default URL).
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use futures_util::StreamExt;
 
 use crate::error::QueueError;
 use crate::log::Log;
+use crate::outbox::{BrokerSink, OutboxMessage, SinkAck};
 
 /// Where kuai expects a local NATS server.
 pub const DEFAULT_URL: &str = "127.0.0.1:4222";
@@ -240,37 +241,52 @@ impl DurableConsumer {
     }
 }
 
-/// What one relay pass did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RelayReport {
-    /// Records sent.
-    pub sent: u64,
-    /// Of those, how many JetStream already had (a resend after a crash).
-    pub duplicates: u64,
-    /// The next log offset to relay.
-    pub next_offset: u64,
-}
+pub use crate::outbox::RelayReport;
 
-/// Moves records from a local durable log (the outbox) to a JetStream
-/// subject. The cursor (next offset) is persisted in a file after every
-/// acknowledged batch; a crash between the two causes a resend, which
-/// JetStream drops as a duplicate of `Nats-Msg-Id = <prefix>-<offset>`, so
-/// each offset lands exactly once (within the stream's dedup window).
-pub struct OutboxRelay {
-    log: Arc<Log>,
+/// The outbox relay into a JetStream subject (see [`crate::outbox`]).
+pub type OutboxRelay = crate::outbox::OutboxRelay<JetStreamSink>;
+
+/// A [`BrokerSink`] publishing to one JetStream subject with
+/// `Nats-Msg-Id = <dedup id>`: JetStream drops resends inside the stream's
+/// dedup window, so each offset lands exactly once.
+#[derive(Debug, Clone)]
+pub struct JetStreamSink {
     js: JetStream,
     subject: String,
-    id_prefix: String,
-    cursor_path: PathBuf,
-    next: u64,
 }
 
-impl fmt::Debug for OutboxRelay {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OutboxRelay")
-            .field("subject", &self.subject)
-            .field("next", &self.next)
-            .finish()
+impl JetStreamSink {
+    /// A sink into `subject`.
+    pub fn new(js: JetStream, subject: &str) -> JetStreamSink {
+        JetStreamSink {
+            js,
+            subject: subject.to_string(),
+        }
+    }
+}
+
+impl BrokerSink for JetStreamSink {
+    fn publish_batch(
+        &mut self,
+        batch: &[OutboxMessage],
+    ) -> impl Future<Output = Result<SinkAck, QueueError>> + Send {
+        let js = self.js.clone();
+        let subject = self.subject.clone();
+        let batch: Vec<(String, Bytes)> = batch
+            .iter()
+            .map(|m| (m.dedup_id.clone(), m.payload.clone()))
+            .collect();
+        async move {
+            let mut acks = Vec::with_capacity(batch.len());
+            for (id, payload) in batch {
+                acks.push(js.publish_nowait(&subject, payload, Some(&id)).await?);
+            }
+            let mut ack = SinkAck::default();
+            for a in acks {
+                ack.duplicates += u64::from(a.await?.duplicate);
+            }
+            Ok(ack)
+        }
     }
 }
 
@@ -284,74 +300,6 @@ impl OutboxRelay {
         id_prefix: &str,
         cursor_path: impl AsRef<Path>,
     ) -> Result<OutboxRelay, QueueError> {
-        let cursor_path = cursor_path.as_ref().to_path_buf();
-        let next = match std::fs::read_to_string(&cursor_path) {
-            Ok(s) => s.trim().parse::<u64>().map_err(|_| QueueError::Corrupt {
-                offset: 0,
-                reason: format!("outbox cursor {} is not a number", cursor_path.display()),
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => log.start_offset(),
-            Err(e) => return Err(QueueError::io("reading the outbox cursor", e)),
-        };
-        Ok(OutboxRelay {
-            log,
-            js,
-            subject: subject.to_string(),
-            id_prefix: id_prefix.to_string(),
-            cursor_path,
-            next,
-        })
-    }
-
-    /// The next offset to relay.
-    pub fn next_offset(&self) -> u64 {
-        self.next
-    }
-
-    /// Relays what the log holds now, up to `max` records, with every
-    /// publish of a batch in flight at once; persists the cursor.
-    pub async fn relay_once(&mut self, max: usize) -> Result<RelayReport, QueueError> {
-        let mut report = RelayReport {
-            next_offset: self.next,
-            ..RelayReport::default()
-        };
-        while (report.sent as usize) < max && self.next < self.log.end_offset() {
-            let records = match self.log.read_from(self.next, 1 << 20) {
-                Ok(r) => r,
-                Err(QueueError::Corrupt { offset, reason }) => {
-                    return Err(QueueError::Corrupt { offset, reason });
-                }
-                Err(e) => return Err(e),
-            };
-            let take = records.len().min(max - report.sent as usize);
-            let mut acks = Vec::with_capacity(take);
-            for r in records.iter().take(take) {
-                let id = format!("{}-{}", self.id_prefix, r.offset);
-                acks.push(
-                    self.js
-                        .publish_nowait(&self.subject, r.payload.clone(), Some(&id))
-                        .await?,
-                );
-            }
-            for a in acks {
-                let ack = a.await?;
-                report.sent += 1;
-                report.duplicates += u64::from(ack.duplicate);
-            }
-            self.next += take as u64;
-            self.save_cursor()?;
-            report.next_offset = self.next;
-        }
-        Ok(report)
-    }
-
-    fn save_cursor(&self) -> Result<(), QueueError> {
-        let tmp = self.cursor_path.with_extension("tmp");
-        let write = || -> std::io::Result<()> {
-            std::fs::write(&tmp, self.next.to_string())?;
-            std::fs::File::open(&tmp)?.sync_all()?;
-            std::fs::rename(&tmp, &self.cursor_path)
-        };
-        write().map_err(|e| QueueError::io("saving the outbox cursor", e))
+        Self::with_sink(log, JetStreamSink::new(js, subject), id_prefix, cursor_path)
     }
 }

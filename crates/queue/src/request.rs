@@ -9,6 +9,14 @@
 //!   recent service times — is dropped before it is served (its caller gets
 //!   [`QueueError::Expired`]), so the service spends its capacity only on
 //!   requests someone still waits for,
+//! * optional **CoDel-style adaptive shedding**
+//!   ([`RequestQueueBuilder::codel`]): when the queue has not been empty for
+//!   a whole `interval` (a standing queue, not a burst), requests that waited
+//!   longer than `target` are shed at dequeue with `Overloaded`, so under
+//!   sustained overload queueing delay stays near `target` instead of near
+//!   the deadline; after a burst the queue may hold requests up to
+//!   `interval`. This is the request-queue adaptation of CoDel (Nichols &
+//!   Jacobson) described in Maurer, *Fail at Scale* (ACM Queue, 2015),
 //! * counters of every outcome ([`RequestStats`]).
 
 use std::collections::VecDeque;
@@ -30,10 +38,21 @@ pub struct RequestQueueBuilder {
     queue_capacity: usize,
     rate: Option<(f64, f64)>,
     drop_expired: bool,
+    codel: Option<(Duration, Duration)>,
     clock: Arc<dyn Clock>,
 }
 
 impl RequestQueueBuilder {
+    /// CoDel-style adaptive shedding (default off): once the queue has not
+    /// been empty for `interval`, a request that waited longer than `target`
+    /// is shed when it reaches the head of the queue ([`QueueError::Overloaded`],
+    /// counted in [`RequestStats::shed_codel`]). Typical values: `target` a
+    /// few times the service time (5 ms), `interval` 100 ms. A zero
+    /// `interval` or a `target` above `interval` leaves it off.
+    pub fn codel(mut self, target: Duration, interval: Duration) -> Self {
+        self.codel = (!interval.is_zero() && target <= interval).then_some((target, interval));
+        self
+    }
     /// Requests served at once (default 64).
     pub fn max_concurrency(mut self, n: usize) -> Self {
         self.max_concurrency = n.max(1);
@@ -72,6 +91,8 @@ impl RequestQueueBuilder {
                     tokens: self.rate.map_or(0.0, |r| r.1),
                     refilled: now,
                     next_id: 0,
+                    last_empty: now,
+                    last_shed: None,
                 }),
                 stats: Counters::default(),
                 service_ns: AtomicU64::new(0),
@@ -92,6 +113,8 @@ pub struct RequestStats {
     pub rejected_rate: u64,
     /// Dropped because their deadline passed while queued.
     pub dropped_expired: u64,
+    /// Shed by CoDel: waited longer than `target` behind a standing queue.
+    pub shed_codel: u64,
     /// Finished before their deadline.
     pub served: u64,
     /// Finished, but after their deadline (wasted work).
@@ -104,6 +127,7 @@ struct Counters {
     rejected_full: AtomicU64,
     rejected_rate: AtomicU64,
     dropped_expired: AtomicU64,
+    shed_codel: AtomicU64,
     served: AtomicU64,
     served_late: AtomicU64,
 }
@@ -124,13 +148,34 @@ struct State {
     tokens: f64,
     refilled: Instant,
     next_id: u64,
+    /// When the wait queue was last seen empty (CoDel).
+    last_empty: Instant,
+    /// When CoDel last shed a request: a queue emptied by shedding is not
+    /// a drained queue, so it does not count as empty for an interval.
+    last_shed: Option<Instant>,
+}
+
+impl State {
+    /// The wait queue is empty at `now`: no standing queue, unless the
+    /// emptiness is CoDel's own doing (it shed within the last interval).
+    fn note_empty(&mut self, now: Instant, codel: Option<(Duration, Duration)>) {
+        let shedding = match (codel, self.last_shed) {
+            (Some((_, interval)), Some(t)) => now.saturating_duration_since(t) <= interval,
+            _ => false,
+        };
+        if !shedding {
+            self.last_empty = now;
+        }
+    }
 }
 
 #[derive(Debug)]
 struct Waiter {
     id: u64,
     deadline: Option<Instant>,
-    grant: oneshot::Sender<()>,
+    enqueued: Instant,
+    /// `true`: the slot is yours; `false`: shed by CoDel; dropped: expired.
+    grant: oneshot::Sender<bool>,
 }
 
 /// Flow control in front of a service (see the [module docs](self)).
@@ -167,6 +212,7 @@ impl RequestQueue {
             queue_capacity: 1024,
             rate: None,
             drop_expired: true,
+            codel: None,
             clock: Arc::new(SystemClock),
         }
     }
@@ -180,6 +226,7 @@ impl RequestQueue {
             rejected_full: l(&c.rejected_full),
             rejected_rate: l(&c.rejected_rate),
             dropped_expired: l(&c.dropped_expired),
+            shed_codel: l(&c.shed_codel),
             served: l(&c.served),
             served_late: l(&c.served_late),
         }
@@ -201,6 +248,7 @@ impl RequestQueue {
         let mut st = self.inner.lock();
         self.inner.take_token(&mut st)?;
         if st.in_flight < self.inner.cfg.max_concurrency && st.queue.is_empty() {
+            st.note_empty(self.inner.cfg.clock.now(), self.inner.cfg.codel);
             st.in_flight += 1;
             self.inner.stats.admitted.fetch_add(1, Ordering::Relaxed);
             return Ok(self.permit(deadline));
@@ -220,6 +268,10 @@ impl RequestQueue {
         let (rx, id) = {
             let mut st = self.inner.lock();
             self.inner.take_token(&mut st)?;
+            let now = self.inner.cfg.clock.now();
+            if st.queue.is_empty() {
+                st.note_empty(now, self.inner.cfg.codel);
+            }
             if st.in_flight < self.inner.cfg.max_concurrency && st.queue.is_empty() {
                 st.in_flight += 1;
                 self.inner.stats.admitted.fetch_add(1, Ordering::Relaxed);
@@ -238,56 +290,67 @@ impl RequestQueue {
             st.queue.push_back(Waiter {
                 id,
                 deadline,
+                enqueued: now,
                 grant: tx,
             });
             (rx, id)
         };
-        let guard = Cancel {
+        let mut guard = Cancel {
             inner: &self.inner,
             id,
+            rx,
             done: false,
         };
         let granted = match (deadline, self.inner.cfg.drop_expired) {
             (Some(dl), true) => {
-                match tokio::time::timeout_at(tokio::time::Instant::from_std(dl), rx).await {
-                    Ok(r) => r.is_ok(),
+                match tokio::time::timeout_at(tokio::time::Instant::from_std(dl), &mut guard.rx)
+                    .await
+                {
+                    Ok(r) => r,
                     Err(_) => {
-                        // Timed out: leave the queue, unless a grant raced in.
+                        // Timed out: leave the queue, unless a decision raced in.
                         let mut st = self.inner.lock();
+                        guard.done = true;
                         if let Some(i) = st.queue.iter().position(|w| w.id == id) {
                             st.queue.remove(i);
+                            drop(st);
                             self.inner
                                 .stats
                                 .dropped_expired
                                 .fetch_add(1, Ordering::Relaxed);
-                            drop(st);
-                            let mut g = guard;
-                            g.done = true;
                             return Err(QueueError::Expired);
                         }
                         drop(st);
-                        // Granted meanwhile: give the slot back, still expired.
-                        let mut g = guard;
-                        g.done = true;
-                        drop(self.permit(deadline));
-                        self.inner
-                            .stats
-                            .dropped_expired
-                            .fetch_add(1, Ordering::Relaxed);
-                        return Err(QueueError::Expired);
+                        // Out of the queue, so the releaser decided under the
+                        // lock we just held: granted, shed or dropped.
+                        return match guard.rx.try_recv() {
+                            Ok(true) => {
+                                // Granted meanwhile: give the slot back, still expired.
+                                drop(self.permit(deadline));
+                                self.inner
+                                    .stats
+                                    .dropped_expired
+                                    .fetch_add(1, Ordering::Relaxed);
+                                Err(QueueError::Expired)
+                            }
+                            Ok(false) => Err(QueueError::Overloaded(CODEL_SHED)),
+                            Err(_) => Err(QueueError::Expired),
+                        };
                     }
                 }
             }
-            _ => rx.await.is_ok(),
+            _ => (&mut guard.rx).await,
         };
-        let mut g = guard;
-        g.done = true;
-        if granted {
-            self.inner.stats.admitted.fetch_add(1, Ordering::Relaxed);
-            Ok(self.permit(deadline))
-        } else {
+        guard.done = true;
+        match granted {
+            Ok(true) => {
+                self.inner.stats.admitted.fetch_add(1, Ordering::Relaxed);
+                Ok(self.permit(deadline))
+            }
+            // Shed by CoDel at the head of a standing queue.
+            Ok(false) => Err(QueueError::Overloaded(CODEL_SHED)),
             // The releaser dropped us because our deadline had passed.
-            Err(QueueError::Expired)
+            Err(_) => Err(QueueError::Expired),
         }
     }
 
@@ -312,10 +375,14 @@ impl RequestQueue {
     }
 }
 
+/// Why a CoDel-shed request failed.
+const CODEL_SHED: &str = "shed by CoDel: queued longer than target behind a standing queue";
+
 /// Removes a cancelled waiter (its future dropped) from the queue.
 struct Cancel<'a> {
     inner: &'a Arc<Inner>,
     id: u64,
+    rx: oneshot::Receiver<bool>,
     done: bool,
 }
 
@@ -327,8 +394,9 @@ impl Drop for Cancel<'_> {
         let mut st = self.inner.lock();
         if let Some(i) = st.queue.iter().position(|w| w.id == self.id) {
             st.queue.remove(i);
-        } else {
-            // Granted but never taken: hand the slot on.
+        } else if matches!(self.rx.try_recv(), Ok(true)) {
+            // Granted but never taken: hand the slot on. (Shed or expired
+            // waiters were never given a slot.)
             drop(st);
             self.inner.release();
         }
@@ -399,18 +467,39 @@ impl Inner {
     fn release(&self) {
         // A waiter is hopeless if it cannot finish before its deadline at
         // the recent average service time.
-        let now =
-            self.cfg.clock.now() + Duration::from_nanos(self.service_ns.load(Ordering::Relaxed));
+        let clock_now = self.cfg.clock.now();
+        let now = clock_now + Duration::from_nanos(self.service_ns.load(Ordering::Relaxed));
         let mut st = self.lock();
+        // CoDel: a queue that has not drained for a whole interval is a
+        // standing queue; its requests may wait only `target`.
+        let max_wait = self.cfg.codel.map(|(target, interval)| {
+            if clock_now.saturating_duration_since(st.last_empty) > interval {
+                target
+            } else {
+                interval
+            }
+        });
         while let Some(w) = st.queue.pop_front() {
             if self.cfg.drop_expired && w.deadline.is_some_and(|d| now > d) {
                 self.stats.dropped_expired.fetch_add(1, Ordering::Relaxed);
                 continue; // dropping `grant` tells the waiter it expired
             }
-            if w.grant.send(()).is_ok() {
+            if max_wait.is_some_and(|m| clock_now.saturating_duration_since(w.enqueued) > m) {
+                // Shed (a waiter that is already gone counts too: the
+                // decision was made).
+                let _ = w.grant.send(false);
+                self.stats.shed_codel.fetch_add(1, Ordering::Relaxed);
+                st.last_shed = Some(clock_now);
+                continue;
+            }
+            if w.grant.send(true).is_ok() {
+                if st.queue.is_empty() {
+                    st.note_empty(clock_now, self.cfg.codel);
+                }
                 return; // the slot passes to the waiter
             }
         }
+        st.note_empty(clock_now, self.cfg.codel);
         st.in_flight = st.in_flight.saturating_sub(1);
     }
 }
@@ -419,11 +508,12 @@ impl fmt::Display for RequestStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "admitted {} served {} late {} expired {} full {} rate {}",
+            "admitted {} served {} late {} expired {} codel {} full {} rate {}",
             self.admitted,
             self.served,
             self.served_late,
             self.dropped_expired,
+            self.shed_codel,
             self.rejected_full,
             self.rejected_rate
         )
@@ -540,6 +630,125 @@ mod tests {
             ));
             assert_eq!(rq.stats().dropped_expired, 1);
         });
+    }
+
+    #[test]
+    fn codel_sheds_only_behind_a_standing_queue() {
+        let clock = ManualClock::new();
+        rt().block_on(async {
+            let rq = RequestQueue::builder()
+                .max_concurrency(1)
+                .codel(Duration::from_millis(5), Duration::from_millis(100))
+                .clock(Arc::new(clock.clone()))
+                .build();
+            let spawn = |rq: &RequestQueue| {
+                let rq = rq.clone();
+                tokio::spawn(async move { rq.acquire(None).await })
+            };
+            // A burst: the queue was empty a moment ago, so a request may
+            // wait up to `interval` (50 ms > target is fine).
+            let p = rq.try_acquire(None).expect("free");
+            let a = spawn(&rq);
+            tokio::task::yield_now().await;
+            clock.advance(Duration::from_millis(50));
+            drop(p);
+            let pa = a.await.expect("join").expect("a burst is absorbed");
+            // A standing queue: b and c wait 150 ms without the queue ever
+            // draining; d joins 2 ms before the slot frees.
+            let (b, c) = (spawn(&rq), spawn(&rq));
+            tokio::task::yield_now().await;
+            clock.advance(Duration::from_millis(148));
+            let d = spawn(&rq);
+            tokio::task::yield_now().await;
+            clock.advance(Duration::from_millis(2));
+            drop(pa);
+            for h in [b, c] {
+                let r = h.await.expect("join");
+                assert!(matches!(r, Err(QueueError::Overloaded(_))), "{r:?}");
+            }
+            let pd = d
+                .await
+                .expect("join")
+                .expect("waited 2 ms < target: served");
+            // The queue is empty now, but by shedding: still a standing
+            // queue, so e may wait only `target` too.
+            let e = spawn(&rq);
+            tokio::task::yield_now().await;
+            clock.advance(Duration::from_millis(50));
+            pd.finish();
+            let r = e.await.expect("join");
+            assert!(matches!(r, Err(QueueError::Overloaded(_))), "{r:?}");
+            // A quiet interval later the queue drains for real: bursts are
+            // absorbed again.
+            clock.advance(Duration::from_millis(200));
+            let p = rq.try_acquire(None).expect("free");
+            let f = spawn(&rq);
+            tokio::task::yield_now().await;
+            clock.advance(Duration::from_millis(50));
+            drop(p);
+            f.await.expect("join").expect("burst absorbed").finish();
+            let s = rq.stats();
+            assert_eq!((s.shed_codel, s.admitted, s.served), (3, 5, 2), "{s}");
+            assert_eq!(rq.in_flight(), 0);
+            assert_eq!(rq.queued(), 0);
+        });
+    }
+
+    #[test]
+    fn without_codel_a_standing_queue_is_served_in_order() {
+        let clock = ManualClock::new();
+        rt().block_on(async {
+            let rq = RequestQueue::builder()
+                .max_concurrency(1)
+                .clock(Arc::new(clock.clone()))
+                .build();
+            let p = rq.try_acquire(None).expect("free");
+            let rq2 = rq.clone();
+            let b = tokio::spawn(async move { rq2.acquire(None).await.map(Permit::finish) });
+            tokio::task::yield_now().await;
+            clock.advance(Duration::from_millis(500));
+            drop(p);
+            b.await
+                .expect("join")
+                .expect("served however long it waited");
+            assert_eq!(rq.stats().shed_codel, 0);
+        });
+    }
+
+    #[test]
+    fn a_shed_waiter_dropped_later_does_not_free_a_slot() {
+        let clock = ManualClock::new();
+        rt().block_on(async {
+            let rq = RequestQueue::builder()
+                .max_concurrency(2)
+                .codel(Duration::from_millis(5), Duration::from_millis(100))
+                .clock(Arc::new(clock.clone()))
+                .build();
+            let p1 = rq.try_acquire(None).expect("free");
+            let _p2 = rq.try_acquire(None).expect("free");
+            let mut fut = Box::pin(rq.acquire(None));
+            // Poll once: it queues.
+            assert!(
+                tokio::time::timeout(Duration::ZERO, &mut fut)
+                    .await
+                    .is_err()
+            );
+            assert_eq!(rq.queued(), 1);
+            clock.advance(Duration::from_millis(300));
+            drop(p1); // sheds the waiter
+            assert_eq!(rq.stats().shed_codel, 1);
+            assert_eq!(rq.in_flight(), 1);
+            drop(fut); // never polled again: its guard must not free a slot
+            assert_eq!(rq.in_flight(), 1);
+        });
+    }
+
+    #[test]
+    fn codel_settings_out_of_range_leave_it_off() {
+        let b = RequestQueue::builder().codel(Duration::from_millis(5), Duration::ZERO);
+        assert!(b.codel.is_none());
+        let b = b.codel(Duration::from_secs(1), Duration::from_millis(100));
+        assert!(b.codel.is_none());
     }
 
     #[test]

@@ -12,9 +12,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kuai_queue::log::Log;
+use kuai_queue::log::{Log, SegmentBackend};
 
 const CHILD_ENV: &str = "KUAI_QUEUE_CRASH_CHILD_DIR";
+const BACKEND_ENV: &str = "KUAI_QUEUE_CRASH_BACKEND";
 const SEGMENT_BYTES: u64 = 64 * 1024;
 
 /// Payload for (writer, seq): self-describing, variable length.
@@ -26,8 +27,9 @@ fn payload(writer: u64, seq: u64) -> Vec<u8> {
     v
 }
 
-fn open(dir: &Path) -> Log {
+fn open(dir: &Path, backend: SegmentBackend) -> Log {
     Log::builder(dir)
+        .backend(backend)
         .segment_bytes(SEGMENT_BYTES)
         .index_interval_bytes(512)
         .group_commit(Duration::from_millis(1))
@@ -43,7 +45,11 @@ fn crash_child() {
     let Some(dir) = std::env::var_os(CHILD_ENV) else {
         return;
     };
-    let log = Arc::new(open(Path::new(&dir)));
+    let backend = match std::env::var(BACKEND_ENV).as_deref() {
+        Ok("mapped") => SegmentBackend::Mapped,
+        _ => SegmentBackend::Write,
+    };
+    let log = Arc::new(open(Path::new(&dir), backend));
     let start: u64 = std::env::var("KUAI_QUEUE_CRASH_SEQ")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -115,6 +121,15 @@ fn power_cut(dir: &Path, max_acked: Option<u64>, rng: &mut fastrand::Rng) {
 
 #[test]
 fn crash_recovery_keeps_every_acknowledged_record() {
+    crash_rounds(SegmentBackend::Write, "write");
+}
+
+#[test]
+fn crash_recovery_keeps_every_acknowledged_record_mapped() {
+    crash_rounds(SegmentBackend::Mapped, "mapped");
+}
+
+fn crash_rounds(backend: SegmentBackend, backend_name: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let exe = std::env::current_exe().expect("current exe");
     let mut rng = fastrand::Rng::with_seed(0x6b75_6169);
@@ -131,6 +146,7 @@ fn crash_recovery_keeps_every_acknowledged_record() {
                 "--test-threads=1",
             ])
             .env(CHILD_ENV, dir.path())
+            .env(BACKEND_ENV, backend_name)
             .env("KUAI_QUEUE_CRASH_SEQ", (round * 1_000_000).to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -174,9 +190,9 @@ fn crash_recovery_keeps_every_acknowledged_record() {
         if round % 2 == 1 {
             power_cut(dir.path(), acked.keys().copied().max(), &mut rng);
         }
-        let log = open(dir.path());
+        let log = open(dir.path(), backend);
         eprintln!(
-            "round {round}: {} acked so far, end {}, recovery {:?}",
+            "{backend_name} round {round}: {} acked so far, end {}, recovery {:?}",
             acked.len(),
             log.end_offset(),
             log.recovery()

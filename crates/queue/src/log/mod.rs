@@ -26,10 +26,20 @@
 //! inconsistent). Damaged records elsewhere are reported by reads as
 //! [`QueueError::Corrupt`] with their offset; the rest stays readable.
 //!
-//! Reads (`read`, `read_from`) see only durable records, with one `pread`
-//! per batch and payloads sliced out of that buffer (no per-record copy). The
-//! mmap-backed appender/reader (`kuai-zerocopy`'s `MappedAppender`) is a
-//! pending variant; this log uses plain `pwrite` + `fdatasync`.
+//! # Backends
+//! [`SegmentBackend::Write`] appends with `pwrite` and makes bytes durable
+//! with `fdatasync`; [`SegmentBackend::Mapped`] copies records into a
+//! pre-allocated shared mapping (`kuai-zerocopy`'s `MappedAppender`) and
+//! makes them durable with `msync(MS_SYNC)`. Same file format, same CRC,
+//! group commit and recovery; a log written by one opens with the other.
+//!
+//! # Reads
+//! Reads (`read`, `read_from`) see only durable records. With
+//! [`ReadMode::Mmap`] (default) a record's payload is a `Bytes` pointing into
+//! a read-only mapping of the segment: no copy at all, the mapping lives as
+//! long as any payload does. [`ReadMode::Pread`] does one `pread` per batch
+//! and slices payloads out of that buffer. See `Segment` for the rule that
+//! keeps mapped reads safe from truncation.
 
 mod record;
 mod segment;
@@ -37,7 +47,6 @@ mod segment;
 use std::fmt;
 use std::fs;
 use std::future::Future;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
@@ -47,7 +56,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use kuai_core::{Clock, SystemClock};
 
 pub use record::Record;
-use segment::Segment;
+use segment::{Segment, WriteCfg};
 
 use crate::error::{QueueError, QueueResult};
 
@@ -68,6 +77,31 @@ pub enum SyncPolicy {
     },
 }
 
+/// How records get into a segment file (both CRC every record, both group
+/// commit, both recover the same way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SegmentBackend {
+    /// `pwrite` + `fdatasync`.
+    #[default]
+    Write,
+    /// `kuai-zerocopy`'s `MappedAppender`: `memcpy` into a pre-allocated
+    /// (`fallocate`d, so a full disk is an error, not a `SIGBUS`) shared
+    /// mapping + `msync(MS_SYNC)`. A sealed segment is trimmed to its
+    /// records; a crash leaves a zero-filled tail that recovery trims.
+    Mapped,
+}
+
+/// How reads get record bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadMode {
+    /// Payloads are `Bytes` slices of a read-only mapping of the segment
+    /// (zero-copy). A segment that grew past its mapping is remapped.
+    #[default]
+    Mmap,
+    /// One `pread` per batch into a fresh buffer; payloads are slices of it.
+    Pread,
+}
+
 /// Builds a [`Log`]; see the knobs' defaults on each method.
 #[derive(Debug, Clone)]
 pub struct LogBuilder {
@@ -81,9 +115,21 @@ pub struct LogBuilder {
     retention_bytes: Option<u64>,
     retention_age: Option<Duration>,
     clock: Arc<dyn Clock>,
+    backend: SegmentBackend,
+    read_mode: ReadMode,
 }
 
 impl LogBuilder {
+    /// How appends reach the file (default [`SegmentBackend::Write`]).
+    pub fn backend(mut self, backend: SegmentBackend) -> Self {
+        self.backend = backend;
+        self
+    }
+    /// How reads get record bytes (default [`ReadMode::Mmap`]).
+    pub fn read_mode(mut self, mode: ReadMode) -> Self {
+        self.read_mode = mode;
+        self
+    }
     /// Segment size before rolling to a new file (default 64 MiB).
     pub fn segment_bytes(mut self, bytes: u64) -> Self {
         self.segment_bytes = bytes;
@@ -167,6 +213,9 @@ pub struct Recovery {
     /// in place (reads of these offsets return `Corrupt`), so acknowledged
     /// records behind them are not truncated away.
     pub corrupt_records: usize,
+    /// Zero bytes trimmed after the last record: the pre-allocated tail a
+    /// crash left behind a [`SegmentBackend::Mapped`] segment (not damage).
+    pub trimmed_preallocation: u64,
 }
 
 /// A crash-safe append-only log (see the [module docs](self)).
@@ -216,6 +265,8 @@ struct Config {
     max_pending_bytes: usize,
     retention_bytes: Option<u64>,
     retention_age: Option<Duration>,
+    write: WriteCfg,
+    read_mode: ReadMode,
 }
 
 struct Pending {
@@ -256,6 +307,8 @@ impl Log {
             retention_bytes: None,
             retention_age: None,
             clock: Arc::new(SystemClock),
+            backend: SegmentBackend::default(),
+            read_mode: ReadMode::default(),
         }
     }
 
@@ -274,6 +327,15 @@ impl Log {
             max_pending_bytes: b.max_pending_bytes.max(1),
             retention_bytes: b.retention_bytes,
             retention_age: b.retention_age,
+            write: WriteCfg {
+                backend: b.backend,
+                fsync: b.fsync,
+                initial_capacity: b.segment_bytes.clamp(1, 1 << 20),
+                max_capacity: b
+                    .segment_bytes
+                    .max((record::HEADER + b.max_record_bytes) as u64),
+            },
+            read_mode: b.read_mode,
         };
         if cfg.max_record_bytes == 0 || cfg.max_record_bytes > (u32::MAX as usize) / 2 {
             return Err(QueueError::InvalidInput(
@@ -500,7 +562,12 @@ impl Log {
                 reason: "offset missing from its segment".into(),
             });
         }
-        seg.read_from(offset, max_bytes, self.shared.cfg.max_record_bytes)
+        seg.read_from(
+            offset,
+            max_bytes,
+            self.shared.cfg.max_record_bytes,
+            self.shared.cfg.read_mode,
+        )
     }
 
     /// Deletes sealed segments beyond the retention limits; returns how many.
@@ -557,6 +624,10 @@ impl Log {
         if let Some(h) = self.flusher.take() {
             let _ = h.join();
         }
+        // Trim a mapped active segment's pre-allocation (nothing to do for
+        // the write backend). Under the writer lock, so no write races it.
+        let _w = lock(&self.shared.writer);
+        let _ = self.shared.active().seal(self.shared.cfg.fsync);
     }
 }
 
@@ -574,6 +645,8 @@ impl fmt::Debug for Log {
             .field("end", &self.end_offset())
             .field("sync", &self.shared.cfg.sync)
             .field("fsync", &self.shared.cfg.fsync)
+            .field("backend", &self.shared.cfg.write.backend)
+            .field("read_mode", &self.shared.cfg.read_mode)
             .finish()
     }
 }
@@ -745,14 +818,7 @@ impl Shared {
 
     fn write_chunk(&self, w: &mut Writer, seg: &Segment, chunk: &[u8]) -> QueueResult<()> {
         let pos = seg.size();
-        seg.file
-            .write_all_at(chunk, pos)
-            .map_err(|e| QueueError::io(format!("writing {}", seg.path.display()), e))?;
-        if self.cfg.fsync {
-            seg.file
-                .sync_data()
-                .map_err(|e| QueueError::io(format!("fsync {}", seg.path.display()), e))?;
-        }
+        seg.write_at(chunk, pos, &self.cfg.write)?;
         // Index entries and the last timestamp, from the chunk's headers.
         let mut at = 0usize;
         let mut max_ts = 0;
@@ -780,6 +846,7 @@ impl Shared {
     /// Seals `old` (index file) and starts a segment at `base`, fsyncing the
     /// directory so the new file survives a crash.
     fn roll(&self, old: &Arc<Segment>, base: u64) -> QueueResult<Arc<Segment>> {
+        old.seal(self.cfg.fsync)?;
         old.write_index(&self.dir)?;
         let seg = Arc::new(Segment::create(&self.dir, base)?);
         sync_dir(&self.dir)?;
@@ -926,13 +993,18 @@ fn recover(dir: &Path, cfg: &Config) -> QueueResult<(Vec<Arc<Segment>>, Recovery
         if last {
             let scan = seg.scan(len, true, cfg.max_record_bytes, cfg.index_interval_bytes)?;
             if scan.valid_len < len {
+                let zeros = seg.zeros(scan.valid_len, len)?;
                 seg.file
                     .set_len(scan.valid_len)
                     .map_err(|e| QueueError::io(format!("truncating {}", seg.path.display()), e))?;
                 seg.file
                     .sync_all()
                     .map_err(|e| QueueError::io(format!("fsync {}", seg.path.display()), e))?;
-                rec.truncated_bytes = len - scan.valid_len;
+                if zeros {
+                    rec.trimmed_preallocation = len - scan.valid_len;
+                } else {
+                    rec.truncated_bytes = len - scan.valid_len;
+                }
             }
             rec.tail_records = scan.records;
             rec.corrupt_records = scan.corrupt.len();
@@ -943,6 +1015,7 @@ fn recover(dir: &Path, cfg: &Config) -> QueueResult<(Vec<Arc<Segment>>, Recovery
             *seg.index.lock().unwrap_or_else(PoisonError::into_inner) = scan.index;
         } else {
             let next_base = bases[i + 1];
+            let len = trim_preallocation(&seg, len, cfg)?;
             seg.size.store(len, Ordering::Release);
             seg.next_offset.store(next_base, Ordering::Release);
             match Segment::load_index(dir, base, len) {
@@ -950,7 +1023,9 @@ fn recover(dir: &Path, cfg: &Config) -> QueueResult<(Vec<Arc<Segment>>, Recovery
                     *seg.index.lock().unwrap_or_else(PoisonError::into_inner) = index;
                     // Newest timestamp: the last record's header.
                     if next_base > base {
-                        if let Ok(r) = seg.read_from(next_base - 1, 1, cfg.max_record_bytes) {
+                        if let Ok(r) =
+                            seg.read_from(next_base - 1, 1, cfg.max_record_bytes, ReadMode::Pread)
+                        {
                             if let Some(r) = r.first() {
                                 seg.max_timestamp.store(r.timestamp_ms, Ordering::Release);
                             }
@@ -974,6 +1049,26 @@ fn recover(dir: &Path, cfg: &Config) -> QueueResult<(Vec<Arc<Segment>>, Recovery
         sync_dir(dir)?;
     }
     Ok((segs, rec))
+}
+
+/// A sealed segment whose file ends in zeros may carry the pre-allocated
+/// tail of a mapped segment whose trim a crash interrupted: cut the zeros
+/// after its last record (only zeros, never a byte of a record).
+fn trim_preallocation(seg: &Segment, len: u64, cfg: &Config) -> QueueResult<u64> {
+    if len < record::HEADER as u64 || !seg.zeros(len - record::HEADER as u64, len)? {
+        return Ok(len);
+    }
+    let scan = seg.scan(len, false, cfg.max_record_bytes, cfg.index_interval_bytes)?;
+    if scan.valid_len == len || !seg.zeros(scan.valid_len, len)? {
+        return Ok(len);
+    }
+    seg.file
+        .set_len(scan.valid_len)
+        .map_err(|e| QueueError::io(format!("trimming {}", seg.path.display()), e))?;
+    seg.file
+        .sync_all()
+        .map_err(|e| QueueError::io(format!("fsync {}", seg.path.display()), e))?;
+    Ok(scan.valid_len)
 }
 
 fn sync_dir(dir: &Path) -> QueueResult<()> {

@@ -5,11 +5,13 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError, RwLock};
 
 use bytes::Bytes;
+use kuai_zerocopy::{MappedAppender, MappedFile, ZeroCopyError};
 
 use super::record::{self, HEADER, Header, Record};
+use super::{ReadMode, SegmentBackend};
 use crate::error::{QueueError, QueueResult};
 
 /// One sparse-index entry: (offset − base, byte position).
@@ -23,8 +25,31 @@ pub(crate) fn index_path(dir: &Path, base: u64) -> PathBuf {
     dir.join(format!("{base:020}.index"))
 }
 
+/// How the writer puts bytes into a segment.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WriteCfg {
+    pub(crate) backend: SegmentBackend,
+    pub(crate) fsync: bool,
+    /// Bytes pre-allocated when a mapped segment is opened for appending.
+    pub(crate) initial_capacity: u64,
+    /// The largest a mapped segment may grow (one oversized record alone).
+    pub(crate) max_capacity: u64,
+}
+
 /// A segment file. Readers see bytes below `size` only: the writer raises
 /// `size` after the bytes are durable, so nothing unacknowledged is ever read.
+///
+/// # Mapped reads and truncation (the rule that keeps them SIGBUS-free)
+/// With [`ReadMode::Mmap`] records are slices of a read-only shared mapping
+/// of the file (`kuai-zerocopy`'s `MappedFile`, kept alive by the `Bytes`).
+/// A read touches bytes below `size` only, and the log never shrinks a file
+/// below `size` while it is open: recovery truncates the torn tail before
+/// any reader exists, sealing a mapped segment trims only its zero-filled
+/// pre-allocation (above `size`), and retention unlinks files (a mapping
+/// keeps its inode alive). A mapping that is too short for a grown segment
+/// is replaced (remap); if mapping fails the read falls back to `pread`.
+/// Only another process truncating a segment file behind the log's back can
+/// fault a mapping; use [`ReadMode::Pread`] if that can happen.
 #[derive(Debug)]
 pub(crate) struct Segment {
     pub(crate) base: u64,
@@ -37,6 +62,43 @@ pub(crate) struct Segment {
     /// Newest record timestamp (for retention by age).
     pub(crate) max_timestamp: AtomicU64,
     pub(crate) index: Mutex<Vec<IndexEntry>>,
+    /// The active segment's mmap appender ([`SegmentBackend::Mapped`]),
+    /// opened on the first write and dropped when the segment is sealed.
+    appender: Mutex<Option<MappedAppender>>,
+    /// The current read-only mapping of the whole file ([`ReadMode::Mmap`]).
+    view: RwLock<Option<Bytes>>,
+}
+
+/// Bytes read at once from an index entry to walk to a record with
+/// [`ReadMode::Pread`] (index entries are about 4 KiB apart by default).
+const WALK_WINDOW: usize = 8 << 10;
+
+/// Bytes of the file starting at byte `at`: the whole mapping (`at == 0`)
+/// or one `pread` buffer.
+#[derive(Debug)]
+pub(crate) struct Window {
+    at: u64,
+    bytes: Bytes,
+}
+
+impl Window {
+    /// `len` bytes at file position `pos`, if the window holds them all.
+    fn get(&self, pos: u64, len: usize) -> Option<Bytes> {
+        let (from, to) = self.range(pos, len)?;
+        Some(self.bytes.slice(from..to))
+    }
+
+    /// Like [`get`](Self::get), borrowed (no reference-count traffic).
+    fn borrow(&self, pos: u64, len: usize) -> Option<&[u8]> {
+        let (from, to) = self.range(pos, len)?;
+        self.bytes.get(from..to)
+    }
+
+    fn range(&self, pos: u64, len: usize) -> Option<(usize, usize)> {
+        let from = usize::try_from(pos.checked_sub(self.at)?).ok()?;
+        let to = from.checked_add(len)?;
+        (to <= self.bytes.len()).then_some((from, to))
+    }
 }
 
 /// What a scan of a segment found.
@@ -70,6 +132,8 @@ impl Segment {
             next_offset: AtomicU64::new(base),
             max_timestamp: AtomicU64::new(0),
             index: Mutex::new(Vec::new()),
+            appender: Mutex::new(None),
+            view: RwLock::new(None),
         })
     }
 
@@ -87,6 +151,8 @@ impl Segment {
             next_offset: AtomicU64::new(base),
             max_timestamp: AtomicU64::new(0),
             index: Mutex::new(Vec::new()),
+            appender: Mutex::new(None),
+            view: RwLock::new(None),
         })
     }
 
@@ -208,9 +274,60 @@ impl Segment {
         Ok(record::crc_ok(&rec, &h))
     }
 
+    /// A mapping of the file covering at least `need` bytes: the cached one,
+    /// or a fresh one if the segment grew past it. `None` if mapping fails
+    /// (the caller falls back to `pread`).
+    fn view(&self, need: u64) -> Option<Bytes> {
+        let covers = |b: &Option<Bytes>| b.as_ref().filter(|b| b.len() as u64 >= need).cloned();
+        if let Some(b) = covers(&self.view.read().unwrap_or_else(PoisonError::into_inner)) {
+            return Some(b);
+        }
+        let mut cached = self.view.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(b) = covers(&cached) {
+            return Some(b);
+        }
+        let file = self.file.try_clone().ok()?;
+        let mapped = MappedFile::options().map_file(file, &self.path).ok()?;
+        let bytes = mapped.bytes();
+        if (bytes.len() as u64) < need {
+            return None;
+        }
+        *cached = Some(bytes.clone());
+        Some(bytes)
+    }
+
+    /// The header at byte `pos`: from the window if it holds it, else by
+    /// `pread`.
+    fn header_at(&self, win: &Window, pos: u64) -> QueueResult<Option<Header>> {
+        Ok(match win.borrow(pos, HEADER) {
+            Some(b) => Header::parse(b),
+            None => Header::parse(&read_exact_at(&self.file, pos, HEADER, &self.path)?),
+        })
+    }
+
+    /// `len` bytes at `pos` (below `size`): a slice of the window if it
+    /// holds them, else one `pread`.
+    fn bytes_at(&self, win: &Window, pos: u64, len: usize) -> QueueResult<Bytes> {
+        match win.get(pos, len) {
+            Some(b) => Ok(b),
+            None => Ok(Bytes::from(read_exact_at(
+                &self.file, pos, len, &self.path,
+            )?)),
+        }
+    }
+
     /// Finds the byte position of `offset` (which must be inside this
     /// segment's durable range) by the sparse index and a header walk.
-    fn locate(&self, offset: u64, size: u64, max_payload: usize) -> QueueResult<(u64, Header)> {
+    /// With [`ReadMode::Pread`] one `pread` of [`WALK_WINDOW`] bytes from the
+    /// index entry serves the walk (and usually the record); returns the
+    /// window used, for the caller to slice the record from.
+    fn locate(
+        &self,
+        view: Option<Bytes>,
+        offset: u64,
+        size: u64,
+        max_payload: usize,
+    ) -> QueueResult<(u64, Header, Window)> {
         let rel = (offset - self.base) as u32;
         let index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
         let start = match index.binary_search_by_key(&rel, |e| e.0) {
@@ -220,18 +337,29 @@ impl Segment {
         };
         drop(index);
         let mut pos = u64::from(start);
+        let win = match view {
+            Some(map) => Window { at: 0, bytes: map },
+            None => {
+                let len = (size - pos.min(size)).min(WALK_WINDOW as u64) as usize;
+                Window {
+                    at: pos,
+                    bytes: Bytes::from(read_exact_at(&self.file, pos, len, &self.path)?),
+                }
+            }
+        };
         let corrupt = |reason: String| QueueError::Corrupt { offset, reason };
         loop {
             if pos + HEADER as u64 > size {
                 return Err(corrupt(format!("record missing before byte {size}")));
             }
-            let hb = read_exact_at(&self.file, pos, HEADER, &self.path)?;
-            let h = Header::parse(&hb).ok_or_else(|| corrupt("short header".into()))?;
+            let h = self
+                .header_at(&win, pos)?
+                .ok_or_else(|| corrupt("short header".into()))?;
             let total = h.total_len(max_payload).ok_or_else(|| {
                 corrupt(format!("impossible record length {} at byte {pos}", h.len))
             })?;
             if h.offset == offset {
-                return Ok((pos, h));
+                return Ok((pos, h, win));
             }
             if h.offset > offset || pos + total as u64 > size {
                 return Err(corrupt(format!(
@@ -245,18 +373,26 @@ impl Segment {
 
     /// Reads records from `offset` on, up to about `max_bytes` (at least one
     /// record), stopping at the segment's durable end or at a damaged record
-    /// (an error only if it is the first one).
+    /// (an error only if it is the first one). With [`ReadMode::Mmap`] the
+    /// payloads point into the mapping (no copy at all); with
+    /// [`ReadMode::Pread`] they are slices of one `pread` buffer.
     pub(crate) fn read_from(
         &self,
         offset: u64,
         max_bytes: usize,
         max_payload: usize,
+        mode: ReadMode,
     ) -> QueueResult<Vec<Record>> {
         let size = self.size();
-        let (pos, first) = self.locate(offset, size, max_payload)?;
+        let view = match mode {
+            ReadMode::Mmap => self.view(size),
+            ReadMode::Pread => None,
+        };
+        let (pos, first, win) = self.locate(view, offset, size, max_payload)?;
         let first_total = first.total_len(max_payload).unwrap_or(HEADER) as u64;
         let want = (max_bytes as u64).max(first_total).min(size - pos) as usize;
-        let chunk = Bytes::from(read_exact_at(&self.file, pos, want, &self.path)?);
+        // Mmap: `pos + want <= size <= view.len()`, a slice of the mapping.
+        let chunk = self.bytes_at(&win, pos, want)?;
         let mut out = Vec::new();
         let mut at = 0usize;
         let mut expect = offset;
@@ -296,6 +432,98 @@ impl Segment {
             at += total;
         }
         Ok(out)
+    }
+
+    /// Writes `chunk` (whole records) at byte `pos` (the current `size`) and,
+    /// if configured, makes it durable. Does not publish `size`.
+    pub(crate) fn write_at(&self, chunk: &[u8], pos: u64, cfg: &WriteCfg) -> QueueResult<()> {
+        match cfg.backend {
+            SegmentBackend::Write => {
+                self.file
+                    .write_all_at(chunk, pos)
+                    .map_err(|e| QueueError::io(format!("writing {}", self.path.display()), e))?;
+                if cfg.fsync {
+                    self.file
+                        .sync_data()
+                        .map_err(|e| QueueError::io(format!("fsync {}", self.path.display()), e))?;
+                }
+                Ok(())
+            }
+            SegmentBackend::Mapped => {
+                let mut slot = self.appender.lock().unwrap_or_else(PoisonError::into_inner);
+                let app = match &mut *slot {
+                    Some(app) => app,
+                    None => slot.insert(
+                        MappedAppender::options()
+                            .initial_capacity(cfg.initial_capacity.max(pos + chunk.len() as u64))
+                            .max_capacity(cfg.max_capacity.max(pos + chunk.len() as u64))
+                            .resume_at(pos)
+                            .open(&self.path)
+                            .map_err(|e| zc_err(&self.path, "opening the mmap appender of", e))?,
+                    ),
+                };
+                if app.len() != pos {
+                    return Err(QueueError::Failed(format!(
+                        "{}: mmap appender at byte {}, log at {pos}",
+                        self.path.display(),
+                        app.len()
+                    )));
+                }
+                app.append(chunk)
+                    .map_err(|e| zc_err(&self.path, "appending to", e))?;
+                if cfg.fsync {
+                    app.flush().map_err(|e| zc_err(&self.path, "msync", e))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Stops appending to this segment: drops a mapped segment's appender
+    /// and trims its zero-filled pre-allocation down to `size` (readers only
+    /// ever touch bytes below `size`, so their mappings stay valid).
+    pub(crate) fn seal(&self, fsync: bool) -> QueueResult<()> {
+        let app = self
+            .appender
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(mut app) = app else {
+            return Ok(());
+        };
+        if fsync {
+            app.flush().map_err(|e| zc_err(&self.path, "msync", e))?;
+        }
+        drop(app);
+        let size = self.size();
+        if self.file_len()? > size {
+            self.file
+                .set_len(size)
+                .map_err(|e| QueueError::io(format!("trimming {}", self.path.display()), e))?;
+            if fsync {
+                self.file
+                    .sync_all()
+                    .map_err(|e| QueueError::io(format!("fsync {}", self.path.display()), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether every byte of `[from, to)` is zero (a mapped segment's
+    /// pre-allocated tail left by a crash).
+    pub(crate) fn zeros(&self, from: u64, to: u64) -> QueueResult<bool> {
+        let mut pos = from;
+        while pos < to {
+            let n = ((to - pos) as usize).min(1 << 20);
+            if read_exact_at(&self.file, pos, n, &self.path)?
+                .iter()
+                .any(|&b| b != 0)
+            {
+                return Ok(false);
+            }
+            pos += n as u64;
+        }
+        Ok(true)
     }
 
     /// Writes this segment's sparse index to its `.index` file and fsyncs it.
@@ -350,4 +578,11 @@ pub(crate) fn read_exact_at(
     file.read_exact_at(&mut buf, pos)
         .map_err(|e| QueueError::io(format!("reading {} at byte {pos}", path.display()), e))?;
     Ok(buf)
+}
+
+fn zc_err(path: &Path, what: &str, e: ZeroCopyError) -> QueueError {
+    QueueError::io(
+        format!("{what} {}", path.display()),
+        std::io::Error::other(e),
+    )
 }

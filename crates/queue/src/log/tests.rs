@@ -1,4 +1,7 @@
 use super::*;
+use std::os::unix::fs::FileExt;
+
+const BACKENDS: [SegmentBackend; 2] = [SegmentBackend::Write, SegmentBackend::Mapped];
 
 fn payload(i: u64) -> Vec<u8> {
     let len = (i * 37 % 200) as usize;
@@ -7,6 +10,17 @@ fn payload(i: u64) -> Vec<u8> {
 
 #[test]
 fn append_read_reopen_per_record_and_group() {
+    for (backend, mode) in [
+        (SegmentBackend::Write, ReadMode::Mmap),
+        (SegmentBackend::Write, ReadMode::Pread),
+        (SegmentBackend::Mapped, ReadMode::Mmap),
+        (SegmentBackend::Mapped, ReadMode::Pread),
+    ] {
+        append_read_reopen(backend, mode);
+    }
+}
+
+fn append_read_reopen(backend: SegmentBackend, mode: ReadMode) {
     for sync in [
         SyncPolicy::PerRecord,
         SyncPolicy::Group {
@@ -18,6 +32,8 @@ fn append_read_reopen_per_record_and_group() {
         {
             let log = Log::builder(dir.path())
                 .sync_policy(sync)
+                .backend(backend)
+                .read_mode(mode)
                 .segment_bytes(4096)
                 .index_interval_bytes(256)
                 .open()
@@ -36,10 +52,15 @@ fn append_read_reopen_per_record_and_group() {
         }
         let log = Log::builder(dir.path())
             .sync_policy(sync)
+            .backend(backend)
+            .read_mode(mode)
             .segment_bytes(4096)
             .open()
             .expect("reopen");
         assert_eq!(log.recovery().truncated_bytes, 0);
+        assert_eq!(log.recovery().trimmed_preallocation, 0, "{backend:?}");
+        // A clean close leaves every segment exactly as long as its records.
+        assert_eq!(log.size_bytes(), dir_bytes(dir.path()), "{backend:?}");
         assert_eq!(log.end_offset(), 300);
         let mut next = 0;
         while next < 300 {
@@ -255,17 +276,21 @@ fn write_errors_are_never_acknowledged() {
     if !Path::new("/dev/full").exists() {
         panic!("this test needs /dev/full (Linux)");
     }
-    for sync in [
+    for (sync, backend) in [
         SyncPolicy::PerRecord,
         SyncPolicy::Group {
             max_latency: Duration::from_millis(1),
             max_batch_bytes: 1 << 20,
         },
-    ] {
+    ]
+    .into_iter()
+    .flat_map(|s| BACKENDS.map(|b| (s, b)))
+    {
         let dir = tempfile::tempdir().expect("tempdir");
         std::os::unix::fs::symlink("/dev/full", segment::log_path(dir.path(), 0)).expect("link");
         let log = Log::builder(dir.path())
             .sync_policy(sync)
+            .backend(backend)
             .open()
             .expect("open");
         let res = log.append(b"doomed").and_then(AppendTicket::wait);
@@ -306,5 +331,178 @@ proptest::proptest! {
             }
         }
         proptest::prop_assert_eq!(log.append_sync(b"x").expect("append"), log.end_offset() - 1);
+    }
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .expect("ls")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+        .map(|e| e.metadata().expect("meta").len())
+        .sum()
+}
+
+#[test]
+fn mapped_crash_tail_of_zeros_is_trimmed_not_reported_as_damage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let open = || {
+        Log::builder(dir.path())
+            .backend(SegmentBackend::Mapped)
+            .segment_bytes(2048)
+            .open()
+            .expect("open")
+    };
+    {
+        let log = open();
+        for i in 0..100 {
+            log.append_sync(&payload(i)).expect("append");
+        }
+    }
+    // What a crash leaves: pre-allocated zeros after the last record, in
+    // the active segment and (a crash between roll and trim) a sealed one.
+    let mut bases: Vec<u64> = fs::read_dir(dir.path())
+        .expect("ls")
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .into_string()
+                .ok()?
+                .strip_suffix(".log")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    bases.sort_unstable();
+    assert!(bases.len() > 2);
+    let grow = |base: u64| {
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(segment::log_path(dir.path(), base))
+            .expect("f");
+        let len = f.metadata().expect("meta").len();
+        f.set_len(len + 8192).expect("grow");
+        len
+    };
+    let sealed_len = grow(bases[0]);
+    grow(bases[bases.len() - 1]);
+    let log = open();
+    assert_eq!(log.recovery().truncated_bytes, 0);
+    assert_eq!(log.recovery().trimmed_preallocation, 8192);
+    assert_eq!(
+        fs::metadata(segment::log_path(dir.path(), bases[0]))
+            .expect("meta")
+            .len(),
+        sealed_len
+    );
+    assert_eq!(log.end_offset(), 100);
+    for i in 0..100 {
+        assert_eq!(log.read(i).expect("read").payload.as_ref(), &payload(i)[..]);
+    }
+    assert_eq!(log.append_sync(b"next").expect("append"), 100);
+}
+
+#[test]
+fn mmap_reads_are_zero_copy_and_follow_a_growing_segment() {
+    for backend in BACKENDS {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = Log::builder(dir.path())
+            .backend(backend)
+            .read_mode(ReadMode::Mmap)
+            .open()
+            .expect("open");
+        log.append_sync(b"first").expect("append");
+        let a = log.read(0).expect("read");
+        // Served from one shared mapping: the same bytes, not a fresh copy.
+        let b = log.read(0).expect("read");
+        assert_eq!(a.payload.as_ptr(), b.payload.as_ptr(), "{backend:?}");
+        // The segment grows past what was mapped: reads remap.
+        for i in 1..2000u64 {
+            let _ticket = log.append(&i.to_le_bytes()).expect("append");
+        }
+        log.flush().expect("flush");
+        let last = log.read(1999).expect("read after growth");
+        assert_eq!(last.payload.as_ref(), &1999u64.to_le_bytes());
+        // Payloads outlive the log (the mapping lives as long as they do).
+        drop(log);
+        assert_eq!(a.payload.as_ref(), b"first");
+        assert_eq!(last.payload.as_ref(), &1999u64.to_le_bytes());
+    }
+}
+
+#[test]
+fn mapped_payloads_survive_retention_deleting_their_segment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::builder(dir.path())
+        .backend(SegmentBackend::Mapped)
+        .segment_bytes(1024)
+        .retention_bytes(2048)
+        .open()
+        .expect("open");
+    log.append_sync(&[7u8; 100]).expect("append");
+    let kept = log.read(0).expect("read");
+    for _ in 0..100 {
+        log.append_sync(&[1u8; 100]).expect("append");
+    }
+    assert!(log.start_offset() > 0);
+    assert!(!segment::log_path(dir.path(), 0).exists());
+    assert_eq!(kept.payload.as_ref(), &[7u8; 100]);
+}
+
+#[test]
+fn a_log_written_by_one_backend_opens_with_the_other() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (round, backend) in [
+        SegmentBackend::Mapped,
+        SegmentBackend::Write,
+        SegmentBackend::Mapped,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let log = Log::builder(dir.path())
+            .backend(backend)
+            .segment_bytes(1024)
+            .open()
+            .expect("open");
+        let base = round as u64 * 50;
+        assert_eq!(log.end_offset(), base);
+        for i in base..base + 50 {
+            assert_eq!(log.append_sync(&payload(i)).expect("append"), i);
+        }
+        for i in 0..base + 50 {
+            assert_eq!(log.read(i).expect("read").payload.as_ref(), &payload(i)[..]);
+        }
+    }
+}
+
+#[test]
+fn sealing_a_mapped_segment_under_a_live_mapping_is_safe() {
+    // The reader maps the active segment while it still carries its
+    // zero-filled pre-allocation; rolling trims the file below the mapping's
+    // length. Reads stay below the durable size, so they never touch a page
+    // past the new end of file (which would SIGBUS).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Log::builder(dir.path())
+        .backend(SegmentBackend::Mapped)
+        .read_mode(ReadMode::Mmap)
+        .segment_bytes(64 << 10)
+        .open()
+        .expect("open");
+    log.append_sync(&payload(0)).expect("append");
+    let first = log.read(0).expect("read");
+    let path = segment::log_path(dir.path(), 0);
+    assert!(fs::metadata(&path).expect("meta").len() > log.size_bytes());
+    let mut i = 1;
+    while log.segment_count() == 1 {
+        log.append_sync(&payload(i)).expect("append");
+        i += 1;
+    }
+    // Sealed and trimmed to its records, while the old mapping is alive.
+    let sealed_len = fs::metadata(&path).expect("meta").len();
+    assert!(sealed_len <= 64 << 10);
+    assert_eq!(first.payload.as_ref(), &payload(0)[..]);
+    for j in 0..i {
+        assert_eq!(log.read(j).expect("read").payload.as_ref(), &payload(j)[..]);
     }
 }
