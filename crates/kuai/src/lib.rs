@@ -16,6 +16,9 @@
 //! | `store` | `store` | `kuai-store` |
 //! | `full` | all of the above | |
 //! | `postgres` | `store`'s PostgreSQL backend | `kuai-store/postgres` (not in `full`: it compiles a client library) |
+//! | `redis` | `cache`'s Redis L2 (`TwoLevelCache`) | `kuai-cache/redis` (not in `full`) |
+//! | `nats` | `queue::nats` (JetStream adapter, outbox sink) | `kuai-queue/nats` (not in `full`) |
+//! | `rabbitmq` | `queue::rabbitmq` (RabbitMQ adapter, outbox sink) | `kuai-queue/rabbitmq` (not in `full`) |
 //!
 //! ```
 //! use kuai::core::{Error, ErrorKind};

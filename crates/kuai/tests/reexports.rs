@@ -38,3 +38,15 @@ fn postgres() {
     assert!(kuai::store::PgLookup::new("kv", "key", "value").is_ok());
     assert!(kuai::store::PgLookup::new("kv;", "key", "value").is_err());
 }
+
+/// `redis`, `nats` and `rabbitmq` forward the service adapters.
+#[cfg(all(feature = "redis", feature = "nats", feature = "rabbitmq"))]
+#[test]
+fn service_adapters() {
+    fn named<T>() -> &'static str {
+        std::any::type_name::<T>()
+    }
+    assert!(named::<kuai::cache::TwoLevelConfig>().contains("kuai_cache"));
+    assert!(named::<kuai::queue::nats::OutboxRelay>().contains("kuai_queue"));
+    assert!(named::<kuai::queue::rabbitmq::RabbitSink>().contains("kuai_queue"));
+}
