@@ -301,8 +301,9 @@ async fn write_out<B: Buf>(
 ) -> std::io::Result<()> {
     state.writing_since.set(Some(ctx.tick.get()));
     let n = out.remaining();
-    let r = if out.chunk().len() == n {
-        let r = stream.write_all(out.chunk()).await;
+    let chunk = out.chunk();
+    let r = if chunk.len() == n {
+        let r = stream.write_all(chunk).await;
         if r.is_ok() {
             out.advance(n);
         }

@@ -268,6 +268,16 @@ impl Buf for ReplyBuf {
     }
 
     fn advance(&mut self, mut cnt: usize) {
+        if self.chain.is_empty() {
+            // The common case: everything was contiguous and went out in
+            // one write; `clear` keeps the allocation for the next batch.
+            if cnt == self.cur.len() {
+                self.cur.clear();
+            } else {
+                self.cur.advance(cnt);
+            }
+            return;
+        }
         let mut done = 0;
         for c in &mut self.chain {
             if cnt == 0 {

@@ -34,6 +34,9 @@ const OUT_HIGH_WATER: usize = 256 * 1024;
 /// quarter of it is free.
 const READ_BUFFER: usize = 16 * 1024;
 
+/// How long a shutdown waits for clients in the middle of a command.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// What a client refused at `maxclients` is told.
 const REFUSAL: &[u8] = b"-ERR max number of clients reached\r\n";
 
@@ -196,6 +199,9 @@ impl Server {
                 .idle_timeout(idle)
                 .read_timeout(None)
                 .write_timeout(None)
+                // On shutdown, clients in the middle of a command get this
+                // long to finish it before they are cut.
+                .drain_timeout(DRAIN_TIMEOUT)
                 .serve_pipeline(SocketAddr::new(ip, port), move |_thread| {
                     let db = Arc::clone(&db);
                     let next_id = Arc::clone(&next_id);
