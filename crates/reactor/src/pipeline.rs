@@ -43,8 +43,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::server::ThreadCounters;
-use crate::service::catch_unwind_future;
+use crate::server::{Shared, ThreadCounters, bump};
 use crate::worker::{ConnParts, ConnState, Driver, ThreadCtx};
 
 /// What the reactor does after [`Handler::on_input`] returns. Whatever the
@@ -76,7 +75,7 @@ pub struct ConnInfo {
 /// The reactor's side of one [`Handler::on_input`] call.
 #[derive(Debug)]
 pub struct Conn<'a> {
-    info: ConnInfo,
+    info: &'a ConnInfo,
     high_water: usize,
     draining: bool,
     served: &'a mut u64,
@@ -85,7 +84,7 @@ pub struct Conn<'a> {
 impl Conn<'_> {
     /// Who the connection is.
     pub fn info(&self) -> &ConnInfo {
-        &self.info
+        self.info
     }
 
     /// Output bytes beyond which the handler should stop handling requests
@@ -214,6 +213,10 @@ async fn serve_pipelined<H: Handler>(
     } = conn;
     let lim = shared.limits;
     let counters = &shared.counters[ctx.index];
+    let _panic_guard = PanicGuard {
+        counters,
+        shared: &shared,
+    };
     let mut reread = true;
     loop {
         if reread {
@@ -230,7 +233,7 @@ async fn serve_pipelined<H: Handler>(
             match read {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                    bump(&counters.bytes_in, n as u64);
                 }
             }
             state.last_active.set(ctx.tick.get());
@@ -238,32 +241,20 @@ async fn serve_pipelined<H: Handler>(
         let mut served = 0u64;
         let step = {
             let mut cx = Conn {
-                info,
+                info: &info,
                 high_water: lim.max_write_buffer,
                 draining: ctx.draining.get(),
                 served: &mut served,
             };
-            let (h, c) = (&mut handler, &mut cx);
-            // Moving the references in makes the closure `FnOnce`, so the
-            // future may keep borrowing through them.
-            let call = move || {
-                let (h, c) = (h, c);
-                h.on_input(c)
-            };
-            match catch_unwind(AssertUnwindSafe(call)) {
-                Ok(fut) => catch_unwind_future(fut).await,
-                Err(_) => Err(()),
-            }
+            // No catch_unwind per call: a panic unwinds out of this task
+            // (tokio catches it at the task boundary) and `panic_guard`
+            // counts it; the handler, the socket and the slot are dropped.
+            handler.on_input(&mut cx).await
         };
         if served > 0 {
-            counters.requests.fetch_add(served, Ordering::Relaxed);
+            bump(&counters.requests, served);
             shared.metrics.counter("reactor.requests", served);
         }
-        let Ok(step) = step else {
-            counters.panics.fetch_add(1, Ordering::Relaxed);
-            shared.metrics.counter("reactor.panics", 1);
-            break;
-        };
         let out = handler.output();
         let wrote = out.has_remaining();
         if wrote
@@ -291,6 +282,22 @@ async fn serve_pipelined<H: Handler>(
     let _ = stream.shutdown().await;
 }
 
+/// Counts a panic that unwinds out of a connection's handler (the task
+/// ends; tokio contains the panic at the task boundary).
+struct PanicGuard<'a> {
+    counters: &'a ThreadCounters,
+    shared: &'a Shared,
+}
+
+impl Drop for PanicGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.counters.panics.fetch_add(1, Ordering::Relaxed);
+            self.shared.metrics.counter("reactor.panics", 1);
+        }
+    }
+}
+
 /// Writes all of `out`: one `write` if it is one chunk, else vectored writes.
 async fn write_out<B: Buf>(
     stream: &mut TcpStream,
@@ -312,7 +319,7 @@ async fn write_out<B: Buf>(
         stream.write_all_buf(out).await
     };
     if r.is_ok() {
-        counters.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+        bump(&counters.bytes_out, n as u64);
     }
     state.writing_since.set(None);
     r

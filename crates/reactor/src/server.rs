@@ -74,6 +74,17 @@ pub(crate) struct ThreadCounters {
     pub(crate) aborted: AtomicU64,
 }
 
+/// Adds `n` to a counter that only the calling I/O thread writes: a relaxed
+/// load and store, no locked read-modify-write on the hot path (readers on
+/// other threads see a value that is at most one batch old).
+#[inline]
+pub(crate) fn bump(counter: &AtomicU64, n: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
+}
+
 /// State shared by the acceptor and the I/O threads (atomics only).
 #[derive(Debug)]
 pub(crate) struct Shared {

@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, LocalSet};
 
-use crate::server::{Ready, Shared, ThreadCounters, bind_listener};
+use crate::server::{Ready, Shared, ThreadCounters, bind_listener, bump};
 use crate::service::call_guarded;
 use crate::{Framing, Service};
 
@@ -418,7 +418,7 @@ async fn serve_conn<S: Service, F: Framing>(
         match read {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                counters.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                bump(&counters.bytes_in, n as u64);
             }
         }
         state.last_active.set(ctx.tick.get());
@@ -466,7 +466,7 @@ async fn serve_conn<S: Service, F: Framing>(
             }
         }
         if served > 0 {
-            counters.requests.fetch_add(served, Ordering::Relaxed);
+            bump(&counters.requests, served);
             shared.metrics.counter("reactor.requests", served);
         }
         if !wbuf.is_empty()
@@ -503,9 +503,7 @@ async fn flush(
     state.writing_since.set(Some(ctx.tick.get()));
     let r = stream.write_all(wbuf).await;
     if r.is_ok() {
-        counters
-            .bytes_out
-            .fetch_add(wbuf.len() as u64, Ordering::Relaxed);
+        bump(&counters.bytes_out, wbuf.len() as u64);
     }
     wbuf.clear();
     state.writing_since.set(None);
