@@ -253,7 +253,9 @@ async fn serve_pipelined<H: Handler>(
         };
         if served > 0 {
             bump(&counters.requests, served);
-            shared.metrics.counter("reactor.requests", served);
+            if shared.metrics_on {
+                shared.metrics.counter("reactor.requests", served);
+            }
         }
         let out = handler.output();
         let wrote = out.has_remaining();

@@ -90,6 +90,8 @@ pub(crate) fn bump(counter: &AtomicU64, n: u64) {
 pub(crate) struct Shared {
     pub(crate) limits: Limits,
     pub(crate) metrics: Arc<dyn Metrics>,
+    /// Whether a metrics sink was given (else per-batch hooks are skipped).
+    pub(crate) metrics_on: bool,
     pub(crate) loads: Box<[AtomicUsize]>,
     pub(crate) active: AtomicUsize,
     pub(crate) accepted: AtomicU64,
@@ -284,6 +286,7 @@ pub struct ServerBuilder<F = FrameCodec> {
     balancer: Arc<dyn Balancer>,
     limits: Limits,
     metrics: Arc<dyn Metrics>,
+    metrics_on: bool,
     framing: F,
     refusal: Option<Bytes>,
 }
@@ -321,6 +324,7 @@ impl Default for ServerBuilder {
                 record_latency: false,
             },
             metrics: Arc::new(NoopMetrics),
+            metrics_on: false,
             refusal: None,
         }
     }
@@ -357,6 +361,7 @@ impl<F: Framing> ServerBuilder<F> {
             balancer: self.balancer,
             limits: self.limits,
             metrics: self.metrics,
+            metrics_on: self.metrics_on,
             framing,
             refusal: self.refusal,
         }
@@ -456,6 +461,7 @@ impl<F: Framing> ServerBuilder<F> {
     /// recording on.
     pub fn metrics(mut self, metrics: Arc<dyn Metrics>) -> Self {
         self.metrics = metrics;
+        self.metrics_on = true;
         self.limits.record_latency = true;
         self
     }
@@ -624,6 +630,7 @@ impl<F: Framing> ServerBuilder<F> {
         let shared = Arc::new(Shared {
             limits: self.limits,
             metrics: self.metrics,
+            metrics_on: self.metrics_on,
             loads: (0..n).map(|_| AtomicUsize::new(0)).collect(),
             active: AtomicUsize::new(0),
             accepted: AtomicU64::new(0),

@@ -246,6 +246,9 @@ impl Buf for ReplyBuf {
     }
 
     fn chunk(&self) -> &[u8] {
+        if self.chain.is_empty() {
+            return &self.cur;
+        }
         match self.chain.iter().find(|c| !c.is_empty()) {
             Some(c) => c,
             None => &self.cur,

@@ -275,6 +275,7 @@ impl RespConn {
 
     /// Parses and executes every complete command of the input, stopping
     /// early at the output high-water mark, QUIT or a protocol error.
+    #[inline]
     fn run_batch(&mut self, high_water: usize) -> (Step, u64) {
         let db = &*self.db;
         let now = db.now_ms();
