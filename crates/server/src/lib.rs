@@ -22,7 +22,7 @@
 //!   at start (`appendfsync always|everysec|no`).
 //! - Read buffers come from `kuai::pool`'s `BufferPool`.
 //! - [`server`]: connections on `kuai::reactor`'s `serve_pipeline` (I/O
-//!   threads with `SO_REUSEPORT` listeners or a main/sub acceptor), every
+//!   threads fed by a main/sub acceptor or `SO_REUSEPORT` listeners), every
 //!   command of a read executed and all replies written at once; [`Config`]
 //!   by builder, flags or file.
 //! - [`frame`]: a full RESP3 value decoder for clients and tests.

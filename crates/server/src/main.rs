@@ -34,9 +34,9 @@ struct Args {
     /// kuai-reactor I/O threads (event loops).
     #[arg(long)]
     threads: Option<usize>,
-    /// How connections reach the I/O threads: reuseport (a `SO_REUSEPORT`
-    /// listener per thread, the default) or main-sub (an acceptor thread
-    /// hands each connection to one I/O thread).
+    /// How connections reach the I/O threads: main-sub (an acceptor thread
+    /// hands each connection to one I/O thread, the default) or reuseport
+    /// (a `SO_REUSEPORT` listener per thread).
     #[arg(long)]
     accept_mode: Option<String>,
     /// Close clients idle for this many seconds (0 = never).
