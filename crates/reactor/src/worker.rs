@@ -467,7 +467,9 @@ async fn serve_conn<S: Service, F: Framing>(
         }
         if served > 0 {
             bump(&counters.requests, served);
-            shared.metrics.counter("reactor.requests", served);
+            if shared.metrics_on {
+                shared.metrics.counter("reactor.requests", served);
+            }
         }
         if !wbuf.is_empty()
             && flush(&mut stream, &mut wbuf, &state, &ctx, counters)
