@@ -518,7 +518,8 @@ impl<F: Framing> ServerBuilder<F> {
         });
         let factory = Arc::new(factory);
         let framing = self.framing.clone();
-        self.launch(addr, refusal, move |i| {
+        let addr = resolve(addr)?;
+        self.launch(Bind::Addr(addr), refusal, move |i| {
             let factory = Arc::clone(&factory);
             let framing = framing.clone();
             move || FramedDriver {
@@ -599,9 +600,57 @@ impl<F: Framing> ServerBuilder<F> {
         M: Fn(usize) -> P + Send + Sync + 'static,
         P: Pipeline,
     {
+        let addr = resolve(addr)?;
+        self.launch_pipeline(Bind::Addr(addr), factory)
+    }
+
+    /// Like [`serve_pipeline`](Self::serve_pipeline) on a listener the
+    /// caller bound (and set listening) already: its port is known before
+    /// the server starts (say, for port 0), or it came from a supervisor.
+    /// In [`AcceptMode::ReusePort`] it must have `SO_REUSEPORT` set: the
+    /// first I/O thread takes it over and the others bind its address.
+    ///
+    /// ```
+    /// use kuai_reactor::{ConnInfo, Server};
+    /// # use kuai_reactor::{Conn, Handler, Step};
+    /// # use kuai_reactor::bytes::BytesMut;
+    /// # struct Nop(BytesMut, BytesMut);
+    /// # impl Handler for Nop {
+    /// #     type Output = BytesMut;
+    /// #     fn input(&mut self) -> &mut BytesMut { &mut self.0 }
+    /// #     fn output(&mut self) -> &mut BytesMut { &mut self.1 }
+    /// #     async fn on_input(&mut self, _: &mut Conn<'_>) -> Step { Step::Read }
+    /// # }
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    /// let addr = listener.local_addr().unwrap();
+    /// let server = Server::builder()
+    ///     .threads(1)
+    ///     .serve_pipeline_on(listener, |_| {
+    ///         |_: &ConnInfo| Nop(BytesMut::new(), BytesMut::new())
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(server.local_addr(), addr);
+    /// ```
+    pub fn serve_pipeline_on<M, P>(
+        self,
+        listener: std::net::TcpListener,
+        factory: M,
+    ) -> Result<Server, ReactorError>
+    where
+        M: Fn(usize) -> P + Send + Sync + 'static,
+        P: Pipeline,
+    {
+        self.launch_pipeline(Bind::Listener(listener), factory)
+    }
+
+    fn launch_pipeline<M, P>(self, bind: Bind, factory: M) -> Result<Server, ReactorError>
+    where
+        M: Fn(usize) -> P + Send + Sync + 'static,
+        P: Pipeline,
+    {
         let refusal = self.refusal.clone().unwrap_or_default();
         let factory = Arc::new(factory);
-        self.launch(addr, refusal, move |i| {
+        self.launch(bind, refusal, move |i| {
             let factory = Arc::clone(&factory);
             move || PipelineDriver::new(factory(i), i)
         })
@@ -611,7 +660,7 @@ impl<F: Framing> ServerBuilder<F> {
     /// gives the closure that builds thread `i`'s connection driver on it.
     fn launch<MK, D>(
         self,
-        addr: impl ToSocketAddrs,
+        bind: Bind,
         refusal: Bytes,
         make: impl Fn(usize) -> MK,
     ) -> Result<Server, ReactorError>
@@ -620,12 +669,6 @@ impl<F: Framing> ServerBuilder<F> {
         D: Driver,
     {
         self.validate()?;
-        let addr = addr
-            .to_socket_addrs()?
-            .next()
-            .ok_or(ReactorError::InvalidConfig(
-                "address resolves to nothing".into(),
-            ))?;
         let n = self.threads;
         let shared = Arc::new(Shared {
             limits: self.limits,
@@ -652,6 +695,7 @@ impl<F: Framing> ServerBuilder<F> {
                 Err(_) => Err(ReactorError::Closed("a reactor thread died while starting")),
             }
         };
+        let mut bind = Some(bind);
         let result = (|| match self.mode {
             AcceptMode::MainSub => {
                 let mut senders = Vec::with_capacity(n);
@@ -668,7 +712,8 @@ impl<F: Framing> ServerBuilder<F> {
                     started(h, &mut threads)?;
                 }
                 let h = spawn_acceptor(
-                    addr,
+                    bind.take()
+                        .ok_or(ReactorError::Closed("listener used twice"))?,
                     Arc::clone(&shared),
                     senders,
                     Arc::clone(&self.balancer),
@@ -678,20 +723,29 @@ impl<F: Framing> ServerBuilder<F> {
                     .ok_or(ReactorError::Closed("acceptor reported no address"))
             }
             AcceptMode::ReusePort => {
-                let mut bound = addr;
+                let mut bound = None;
                 for i in 0..n {
+                    // The first thread binds (or takes over the given
+                    // listener); the others bind the address it got.
+                    let source = match (bind.take(), bound) {
+                        (Some(b), _) => b,
+                        (None, Some(a)) => Bind::Addr(a),
+                        (None, None) => {
+                            return Err(ReactorError::Closed("no address to bind"));
+                        }
+                    };
                     let h = spawn_worker(
                         i,
                         Arc::clone(&shared),
                         make(i),
-                        WorkerSource::ReusePort(bound),
+                        WorkerSource::ReusePort(source),
                         shutdown_rx.clone(),
                     );
                     if let Some(a) = started(h, &mut threads)? {
-                        bound = a;
+                        bound = Some(a);
                     }
                 }
-                Ok(bound)
+                bound.ok_or(ReactorError::Closed("no I/O thread reported an address"))
             }
         })();
         match result {
@@ -710,6 +764,15 @@ impl<F: Framing> ServerBuilder<F> {
             }
         }
     }
+}
+
+/// The first address `addr` resolves to.
+fn resolve(addr: impl ToSocketAddrs) -> Result<SocketAddr, ReactorError> {
+    addr.to_socket_addrs()?
+        .next()
+        .ok_or(ReactorError::InvalidConfig(
+            "address resolves to nothing".into(),
+        ))
 }
 
 /// Binds a listener with the configured backlog (and `SO_REUSEPORT` when asked).
@@ -731,11 +794,36 @@ pub(crate) fn bind_listener(
     socket.listen(backlog)
 }
 
+/// Where a listener comes from: an address to bind, or a socket the caller
+/// bound already ([`ServerBuilder::serve_pipeline_on`]).
+#[derive(Debug)]
+pub(crate) enum Bind {
+    Addr(SocketAddr),
+    Listener(std::net::TcpListener),
+}
+
+impl Bind {
+    /// The listening socket, registered with the current runtime.
+    pub(crate) fn listen(
+        self,
+        reuse_port: bool,
+        backlog: u32,
+    ) -> std::io::Result<tokio::net::TcpListener> {
+        match self {
+            Bind::Addr(a) => bind_listener(a, reuse_port, backlog),
+            Bind::Listener(l) => {
+                l.set_nonblocking(true)?;
+                tokio::net::TcpListener::from_std(l)
+            }
+        }
+    }
+}
+
 /// How a starting thread reports its bound address (or failure).
 pub(crate) type Ready = std::sync::mpsc::Receiver<std::io::Result<Option<SocketAddr>>>;
 
 fn spawn_acceptor(
-    addr: SocketAddr,
+    bind: Bind,
     shared: Arc<Shared>,
     senders: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
     balancer: Arc<dyn Balancer>,
@@ -756,7 +844,7 @@ fn spawn_acceptor(
                 }
             };
             rt.block_on(async move {
-                let listener = match bind_listener(addr, false, shared.limits.backlog) {
+                let listener = match bind.listen(false, shared.limits.backlog) {
                     Ok(l) => l,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));

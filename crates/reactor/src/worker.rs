@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, LocalSet};
 
-use crate::server::{Ready, Shared, ThreadCounters, bind_listener, bump};
+use crate::server::{Bind, Ready, Shared, ThreadCounters, bump};
 use crate::service::call_guarded;
 use crate::{Framing, Service};
 
@@ -78,7 +78,7 @@ pub(crate) enum WorkerSource {
     /// Handed over by the acceptor (already admitted and counted).
     Handoff(mpsc::UnboundedReceiver<std::net::TcpStream>),
     /// Accepted on the worker's own `SO_REUSEPORT` listener bound here.
-    ReusePort(SocketAddr),
+    ReusePort(Bind),
 }
 
 /// Per-connection timestamps, in sweeper ticks, read by the sweeper.
@@ -224,8 +224,8 @@ async fn worker_main<D: Driver>(
                 shared.release(ctx.index);
             }
         }
-        WorkerSource::ReusePort(addr) => {
-            let listener = match bind_listener(addr, true, shared.limits.backlog) {
+        WorkerSource::ReusePort(bind) => {
+            let listener = match bind.listen(true, shared.limits.backlog) {
                 Ok(l) => l,
                 Err(e) => {
                     let _ = ready.send(Err(e));

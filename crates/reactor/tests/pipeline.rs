@@ -426,3 +426,49 @@ fn a_chained_output_is_written_in_order() {
     }
     assert_eq!(server.shutdown().requests, 300);
 }
+
+#[test]
+fn serves_on_a_listener_bound_by_the_caller_in_both_accept_modes() {
+    for mode in [AcceptMode::MainSub, AcceptMode::ReusePort] {
+        // SO_REUSEPORT on the caller's socket lets the other threads join it.
+        let listener = {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let _in = rt.enter();
+            let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+            sock.set_reuseport(mode == AcceptMode::ReusePort)
+                .expect("reuseport");
+            sock.bind("127.0.0.1:0".parse().expect("addr"))
+                .expect("bind");
+            sock.listen(64)
+                .expect("listen")
+                .into_std()
+                .expect("into_std")
+        };
+        let addr = listener.local_addr().expect("addr");
+        let peak = Arc::new(AtomicUsize::new(0));
+        let server = Server::builder()
+            .threads(2)
+            .accept_mode(mode)
+            .serve_pipeline_on(listener, move |_| {
+                let peak = Arc::clone(&peak);
+                let made = Rc::new(Cell::new(0));
+                move |_: &ConnInfo| Lines {
+                    input: BytesMut::new(),
+                    output: BytesMut::new(),
+                    peak: Arc::clone(&peak),
+                    made: Rc::clone(&made),
+                }
+            })
+            .expect("start");
+        assert_eq!(server.local_addr(), addr, "{mode:?}");
+        for _ in 0..4 {
+            let mut c = Client::connect(&server);
+            c.send(b"ping\n");
+            assert_eq!(c.line().as_deref(), Some("+pong"), "{mode:?}");
+        }
+        assert_eq!(server.shutdown().requests, 4);
+    }
+}

@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use kuai::core::{Clock, SystemClock};
 use kuai::pool::PooledBuf;
-use kuai::reactor::{Conn, ConnInfo, Handler, Step};
+use kuai::reactor::{AcceptMode, Conn, ConnInfo, Handler, Step};
 
 use crate::aof;
 use crate::commands::{Db, DbSettings, EvictionIndex, Flow, Session};
@@ -176,13 +176,11 @@ impl Server {
             }
             db.aof = Some(Arc::new(aof));
         }
-        // The port goes into INFO and CONFIG GET before the reactor binds:
-        // resolve port 0 to a free port first.
-        let port = match config.port {
-            0 => std::net::TcpListener::bind((ip, 0))?.local_addr()?.port(),
-            p => p,
-        };
-        db.settings.port = port;
+        // Bound here, not by the reactor: INFO and CONFIG GET need the real
+        // port (port 0) before the database is shared.
+        let reuse_port = config.accept_mode == AcceptMode::ReusePort;
+        let listener = bind_listener(SocketAddr::new(ip, config.port), reuse_port)?;
+        db.settings.port = listener.local_addr()?.port();
         let db = Arc::new(db);
         let next_id = Arc::new(AtomicU64::new(1));
         let idle = (config.timeout > 0).then(|| Duration::from_secs(config.timeout));
@@ -202,7 +200,7 @@ impl Server {
                 // On shutdown, clients in the middle of a command get this
                 // long to finish it before they are cut.
                 .drain_timeout(DRAIN_TIMEOUT)
-                .serve_pipeline(SocketAddr::new(ip, port), move |_thread| {
+                .serve_pipeline_on(listener, move |_thread| {
                     let db = Arc::clone(&db);
                     let next_id = Arc::clone(&next_id);
                     move |_: &ConnInfo| RespConn::new(Arc::clone(&db), &next_id)
@@ -230,6 +228,25 @@ impl Server {
             housekeeping: Some(housekeeping),
         })
     }
+}
+
+/// A listening socket like Redis's (`SO_REUSEADDR`, backlog 1024), with
+/// `SO_REUSEPORT` when every reactor thread binds its own.
+fn bind_listener(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol as SockProto, Socket, Type};
+    let sock = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM,
+        Some(SockProto::TCP),
+    )?;
+    sock.set_reuse_address(true)?;
+    if reuse_port {
+        sock.set_reuse_port(true)?;
+    }
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(1024)?;
+    Ok(sock.into())
 }
 
 fn housekeeping(db: &Db, stopped: &AtomicBool) {
