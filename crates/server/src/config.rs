@@ -55,7 +55,7 @@ impl Default for Config {
             port: 6379,
             threads: 1,
             // Measured against reuseport with redis-benchmark (-c 50, 1
-            // thread, 56 paired runs per depth): +4 % at -P 1, -1 % at
+            // thread, 84 paired runs per depth): +1 % at -P 1, -2 % at
             // -P 16, both within the noise; main/sub is the design.
             accept_mode: AcceptMode::MainSub,
             timeout: 0,
