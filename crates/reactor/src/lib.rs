@@ -15,6 +15,13 @@
 //!   error frame), bounded buffers and frames, idle/read/write timeouts
 //!   (slow-loris), graceful drain on shutdown; a panicking handler kills only
 //!   its request.
+//! - [`ServerBuilder::serve_pipeline`]: the same server for a pipelined
+//!   protocol (RESP, memcached, lines): a per-connection [`Handler`] sees the
+//!   whole read buffer, handles every complete request in it and appends the
+//!   replies to its output, which the reactor writes with one syscall;
+//!   backpressure at a high-water mark, close-after-write ([`Step`]), an
+//!   `async` hook to await between requests, per-thread
+//!   [`ThreadStats`] (connections, requests, bytes in/out). See [`pipeline`].
 //! - [`Continuation`]: `then` / `finally` / `on_timeout` on any future;
 //!   [`AfterResponse`] runs non-critical post-steps off the request path and
 //!   sheds (counted) when full.
@@ -96,6 +103,7 @@ pub mod frame;
 mod framing;
 mod hedge;
 mod histogram;
+pub mod pipeline;
 mod server;
 mod service;
 mod sync;
@@ -115,5 +123,6 @@ pub use framing::{CodecFraming, DEFAULT_ERROR_PREFIX, Framing};
 pub use hedge::{Budget, HedgeStats, Hedger, HedgerBuilder, Idempotency};
 pub use histogram::{HdrMetrics, LatencyHistogram};
 pub use kuai_core::Error;
-pub use server::{AcceptMode, Server, ServerBuilder, ServerStats};
+pub use pipeline::{Conn, ConnInfo, Handler, Pipeline, Step};
+pub use server::{AcceptMode, Server, ServerBuilder, ServerStats, StatsHandle, ThreadStats};
 pub use service::{Service, ServiceFn, service_fn};

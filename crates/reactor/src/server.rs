@@ -7,13 +7,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use kuai_core::{Metrics, NoopMetrics};
 use tokio::sync::{mpsc, watch};
 
 use crate::balance::{Balancer, RoundRobin};
 use crate::frame::{DEFAULT_MAX_FRAME, FrameCodec, MAX_FRAME_LIMIT};
-use crate::worker::{WorkerSource, spawn_worker};
+use crate::pipeline::{Pipeline, PipelineDriver};
+use crate::worker::{Driver, FramedDriver, WorkerSource, spawn_worker};
 use crate::{Framing, ReactorError, Service};
 
 /// How connections reach the I/O threads.
@@ -63,6 +64,9 @@ impl Limits {
 #[derive(Debug, Default)]
 #[repr(align(128))]
 pub(crate) struct ThreadCounters {
+    pub(crate) connections: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
     pub(crate) requests: AtomicU64,
     pub(crate) panics: AtomicU64,
     pub(crate) frame_errors: AtomicU64,
@@ -70,16 +74,33 @@ pub(crate) struct ThreadCounters {
     pub(crate) aborted: AtomicU64,
 }
 
+/// Adds `n` to a counter that only the calling I/O thread writes: a relaxed
+/// load and store, no locked read-modify-write on the hot path (readers on
+/// other threads see a value that is at most one batch old).
+#[inline]
+pub(crate) fn bump(counter: &AtomicU64, n: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
+}
+
 /// State shared by the acceptor and the I/O threads (atomics only).
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) limits: Limits,
     pub(crate) metrics: Arc<dyn Metrics>,
+    /// Whether a metrics sink was given (else per-batch hooks are skipped).
+    pub(crate) metrics_on: bool,
     pub(crate) loads: Box<[AtomicUsize]>,
     pub(crate) active: AtomicUsize,
     pub(crate) accepted: AtomicU64,
     pub(crate) refused: AtomicU64,
     pub(crate) counters: Box<[ThreadCounters]>,
+    /// What a refused connection is sent before it is dropped.
+    pub(crate) refusal: Bytes,
+    /// How connections reach the threads (reported by the stats).
+    pub(crate) mode: AcceptMode,
 }
 
 impl Shared {
@@ -115,14 +136,28 @@ impl Shared {
         );
     }
 
-    /// Sends a "refused" error frame (in the server's framing) without
-    /// blocking, then drops the socket.
-    pub(crate) fn refuse<F: Framing>(&self, stream: &tokio::net::TcpStream, framing: &F) {
-        let mut buf = BytesMut::new();
-        framing
-            .clone()
-            .encode_error("overloaded: max connections reached", &mut buf);
-        let _ = stream.try_write(&buf);
+    /// Sends the refusal (an error frame in the server's framing, or the
+    /// pipeline's own message) without blocking; the caller drops the socket.
+    pub(crate) fn refuse(&self, stream: &tokio::net::TcpStream) {
+        if !self.refusal.is_empty() {
+            let _ = stream.try_write(&self.refusal);
+        }
+    }
+
+    fn thread_stats(&self) -> Vec<ThreadStats> {
+        self.counters
+            .iter()
+            .zip(self.loads.iter())
+            .enumerate()
+            .map(|(thread, (c, l))| ThreadStats {
+                thread,
+                active: l.load(Ordering::Relaxed),
+                connections: c.connections.load(Ordering::Relaxed),
+                requests: c.requests.load(Ordering::Relaxed),
+                bytes_in: c.bytes_in.load(Ordering::Relaxed),
+                bytes_out: c.bytes_out.load(Ordering::Relaxed),
+            })
+            .collect()
     }
 
     fn stats(&self) -> ServerStats {
@@ -141,6 +176,8 @@ impl Shared {
             frame_errors: sum(|c| &c.frame_errors),
             timed_out: sum(|c| &c.timeouts),
             aborted_on_shutdown: sum(|c| &c.aborted),
+            bytes_in: sum(|c| &c.bytes_in),
+            bytes_out: sum(|c| &c.bytes_out),
         }
     }
 }
@@ -165,6 +202,70 @@ pub struct ServerStats {
     pub timed_out: u64,
     /// Connections still busy when the drain timeout of a shutdown ran out.
     pub aborted_on_shutdown: u64,
+    /// Bytes read from clients.
+    pub bytes_in: u64,
+    /// Bytes written to clients.
+    pub bytes_out: u64,
+}
+
+/// One I/O thread's counters (see [`Server::thread_stats`]). Each is
+/// written only by its thread (relaxed, on its own cache line), so reading
+/// them costs the serving path nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ThreadStats {
+    /// The thread's index (`kuai-io-<thread>`).
+    pub thread: usize,
+    /// Connections pinned to it now.
+    pub active: usize,
+    /// Connections it has served since the start.
+    pub connections: u64,
+    /// Requests it answered (for a pipeline: what handlers reported with
+    /// [`Conn::served`](crate::Conn::served)).
+    pub requests: u64,
+    /// Bytes it read.
+    pub bytes_in: u64,
+    /// Bytes it wrote.
+    pub bytes_out: u64,
+}
+
+/// A cheap, cloneable, `Send + Sync` view of a running server's counters,
+/// for code that outlives or cannot hold the [`Server`] (an `INFO` command,
+/// a metrics exporter). Reading after the server stopped gives the final
+/// counters.
+#[derive(Clone)]
+pub struct StatsHandle {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for StatsHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StatsHandle")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl StatsHandle {
+    /// The server-wide counters.
+    pub fn stats(&self) -> ServerStats {
+        self.shared.stats()
+    }
+
+    /// Every I/O thread's counters, in thread order.
+    pub fn thread_stats(&self) -> Vec<ThreadStats> {
+        self.shared.thread_stats()
+    }
+
+    /// How connections reach the threads.
+    pub fn accept_mode(&self) -> AcceptMode {
+        self.shared.mode
+    }
+
+    /// The connection limit.
+    pub fn max_connections(&self) -> usize {
+        self.shared.limits.max_connections
+    }
 }
 
 /// Configures and starts a [`Server`].
@@ -185,7 +286,9 @@ pub struct ServerBuilder<F = FrameCodec> {
     balancer: Arc<dyn Balancer>,
     limits: Limits,
     metrics: Arc<dyn Metrics>,
+    metrics_on: bool,
     framing: F,
+    refusal: Option<Bytes>,
 }
 
 impl<F: fmt::Debug> fmt::Debug for ServerBuilder<F> {
@@ -221,6 +324,8 @@ impl Default for ServerBuilder {
                 record_latency: false,
             },
             metrics: Arc::new(NoopMetrics),
+            metrics_on: false,
+            refusal: None,
         }
     }
 }
@@ -256,7 +361,9 @@ impl<F: Framing> ServerBuilder<F> {
             balancer: self.balancer,
             limits: self.limits,
             metrics: self.metrics,
+            metrics_on: self.metrics_on,
             framing,
+            refusal: self.refusal,
         }
     }
 
@@ -278,9 +385,22 @@ impl<F: Framing> ServerBuilder<F> {
         self
     }
 
-    /// Live connections beyond this are refused with an error frame.
+    /// Live connections beyond this are refused with an error frame (see
+    /// [`refusal`](Self::refusal)) and closed.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.limits.max_connections = n;
+        self
+    }
+
+    /// The bytes written (without blocking) to a connection refused at
+    /// [`max_connections`](Self::max_connections) before it is closed: a
+    /// pipeline server formats its protocol's error here (say
+    /// `-ERR max number of clients reached\r\n`). Default: the framing's
+    /// error frame `overloaded: max connections reached` for
+    /// [`serve`](Self::serve), nothing for
+    /// [`serve_pipeline`](Self::serve_pipeline).
+    pub fn refusal(mut self, bytes: impl Into<Bytes>) -> Self {
+        self.refusal = Some(bytes.into());
         self
     }
 
@@ -341,6 +461,7 @@ impl<F: Framing> ServerBuilder<F> {
     /// recording on.
     pub fn metrics(mut self, metrics: Arc<dyn Metrics>) -> Self {
         self.metrics = metrics;
+        self.metrics_on = true;
         self.limits.record_latency = true;
         self
     }
@@ -388,24 +509,179 @@ impl<F: Framing> ServerBuilder<F> {
         M: Fn(usize) -> S + Send + Sync + 'static,
         S: Service,
     {
+        let refusal = self.refusal.clone().unwrap_or_else(|| {
+            let mut buf = BytesMut::new();
+            self.framing
+                .clone()
+                .encode_error("overloaded: max connections reached", &mut buf);
+            buf.freeze()
+        });
+        let factory = Arc::new(factory);
+        let framing = self.framing.clone();
+        let addr = resolve(addr)?;
+        self.launch(Bind::Addr(addr), refusal, move |i| {
+            let factory = Arc::clone(&factory);
+            let framing = framing.clone();
+            move || FramedDriver {
+                svc: std::rc::Rc::new(factory(i)),
+                framing,
+            }
+        })
+    }
+
+    /// Binds `addr` and serves a pipelined protocol: `factory(i)` builds
+    /// I/O thread `i`'s [`Pipeline`] on that thread (inside its runtime),
+    /// which makes one [`Handler`](crate::Handler) per connection. The
+    /// handler sees the connection's whole read buffer, handles every
+    /// complete request in it, appends the replies to its output, and the
+    /// reactor writes them with one (vectored) write; see
+    /// [`pipeline`](crate::pipeline) for the contract (backpressure, close
+    /// after write, awaiting between requests, drain).
+    ///
+    /// The framing, frame-size limit and panic-per-request containment of
+    /// [`serve`](Self::serve) do not apply: the handler owns its protocol
+    /// (a panicking handler closes only its connection). Everything else
+    /// does: accept modes, balancer, `max_connections` (refused with
+    /// [`refusal`](Self::refusal)), idle/read/write timeouts, drain on
+    /// shutdown, statistics.
+    ///
+    /// ```
+    /// use std::io::{BufRead, BufReader, Write};
+    /// use kuai_reactor::{Conn, Handler, Server, Step};
+    /// use kuai_reactor::bytes::{Buf, BytesMut};
+    ///
+    /// /// Upper-cases every line; `quit` closes after the reply.
+    /// struct Upper { input: BytesMut, output: BytesMut }
+    /// impl Handler for Upper {
+    ///     type Output = BytesMut;
+    ///     fn input(&mut self) -> &mut BytesMut { &mut self.input }
+    ///     fn output(&mut self) -> &mut BytesMut { &mut self.output }
+    ///     async fn on_input(&mut self, conn: &mut Conn<'_>) -> Step {
+    ///         while let Some(n) = self.input.iter().position(|&b| b == b'\n') {
+    ///             let line = self.input.split_to(n + 1);
+    ///             conn.served(1);
+    ///             if &line[..] == b"quit\n" {
+    ///                 self.output.extend_from_slice(b"bye\n");
+    ///                 return Step::Close;
+    ///             }
+    ///             self.output.extend_from_slice(&line.to_ascii_uppercase());
+    ///             if self.output.len() >= conn.high_water() {
+    ///                 return Step::Write;
+    ///             }
+    ///         }
+    ///         Step::Read
+    ///     }
+    /// }
+    ///
+    /// let server = Server::builder()
+    ///     .threads(1)
+    ///     .serve_pipeline("127.0.0.1:0", |_thread| {
+    ///         |_conn: &kuai_reactor::ConnInfo| Upper {
+    ///             input: BytesMut::new(),
+    ///             output: BytesMut::new(),
+    ///         }
+    ///     })
+    ///     .unwrap();
+    /// let mut sock = std::net::TcpStream::connect(server.local_addr()).unwrap();
+    /// sock.write_all(b"abc\nxy\nquit\n").unwrap();
+    /// let mut lines = BufReader::new(sock).lines().map(|l| l.unwrap());
+    /// assert_eq!(lines.next().as_deref(), Some("ABC"));
+    /// assert_eq!(lines.next().as_deref(), Some("XY"));
+    /// assert_eq!(lines.next().as_deref(), Some("bye"));
+    /// assert_eq!(lines.next(), None);
+    /// assert_eq!(server.shutdown().requests, 3);
+    /// ```
+    pub fn serve_pipeline<M, P>(
+        self,
+        addr: impl ToSocketAddrs,
+        factory: M,
+    ) -> Result<Server, ReactorError>
+    where
+        M: Fn(usize) -> P + Send + Sync + 'static,
+        P: Pipeline,
+    {
+        let addr = resolve(addr)?;
+        self.launch_pipeline(Bind::Addr(addr), factory)
+    }
+
+    /// Like [`serve_pipeline`](Self::serve_pipeline) on a listener the
+    /// caller bound (and set listening) already: its port is known before
+    /// the server starts (say, for port 0), or it came from a supervisor.
+    /// In [`AcceptMode::ReusePort`] it must have `SO_REUSEPORT` set: the
+    /// first I/O thread takes it over and the others bind its address.
+    ///
+    /// ```
+    /// use kuai_reactor::{ConnInfo, Server};
+    /// # use kuai_reactor::{Conn, Handler, Step};
+    /// # use kuai_reactor::bytes::BytesMut;
+    /// # struct Nop(BytesMut, BytesMut);
+    /// # impl Handler for Nop {
+    /// #     type Output = BytesMut;
+    /// #     fn input(&mut self) -> &mut BytesMut { &mut self.0 }
+    /// #     fn output(&mut self) -> &mut BytesMut { &mut self.1 }
+    /// #     async fn on_input(&mut self, _: &mut Conn<'_>) -> Step { Step::Read }
+    /// # }
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    /// let addr = listener.local_addr().unwrap();
+    /// let server = Server::builder()
+    ///     .threads(1)
+    ///     .serve_pipeline_on(listener, |_| {
+    ///         |_: &ConnInfo| Nop(BytesMut::new(), BytesMut::new())
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(server.local_addr(), addr);
+    /// ```
+    pub fn serve_pipeline_on<M, P>(
+        self,
+        listener: std::net::TcpListener,
+        factory: M,
+    ) -> Result<Server, ReactorError>
+    where
+        M: Fn(usize) -> P + Send + Sync + 'static,
+        P: Pipeline,
+    {
+        self.launch_pipeline(Bind::Listener(listener), factory)
+    }
+
+    fn launch_pipeline<M, P>(self, bind: Bind, factory: M) -> Result<Server, ReactorError>
+    where
+        M: Fn(usize) -> P + Send + Sync + 'static,
+        P: Pipeline,
+    {
+        let refusal = self.refusal.clone().unwrap_or_default();
+        let factory = Arc::new(factory);
+        self.launch(bind, refusal, move |i| {
+            let factory = Arc::clone(&factory);
+            move || PipelineDriver::new(factory(i), i)
+        })
+    }
+
+    /// Starts the acceptor (main/sub mode) and the I/O threads; `make(i)`
+    /// gives the closure that builds thread `i`'s connection driver on it.
+    fn launch<MK, D>(
+        self,
+        bind: Bind,
+        refusal: Bytes,
+        make: impl Fn(usize) -> MK,
+    ) -> Result<Server, ReactorError>
+    where
+        MK: FnOnce() -> D + Send + 'static,
+        D: Driver,
+    {
         self.validate()?;
-        let addr = addr
-            .to_socket_addrs()?
-            .next()
-            .ok_or(ReactorError::InvalidConfig(
-                "address resolves to nothing".into(),
-            ))?;
         let n = self.threads;
         let shared = Arc::new(Shared {
             limits: self.limits,
             metrics: self.metrics,
+            metrics_on: self.metrics_on,
             loads: (0..n).map(|_| AtomicUsize::new(0)).collect(),
             active: AtomicUsize::new(0),
             accepted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             counters: (0..n).map(|_| ThreadCounters::default()).collect(),
+            refusal,
+            mode: self.mode,
         });
-        let factory = Arc::new(factory);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut threads = Vec::with_capacity(n + 1);
         let started = |h: std::io::Result<(JoinHandle<()>, std::sync::mpsc::Receiver<_>)>,
@@ -419,6 +695,7 @@ impl<F: Framing> ServerBuilder<F> {
                 Err(_) => Err(ReactorError::Closed("a reactor thread died while starting")),
             }
         };
+        let mut bind = Some(bind);
         let result = (|| match self.mode {
             AcceptMode::MainSub => {
                 let mut senders = Vec::with_capacity(n);
@@ -428,40 +705,47 @@ impl<F: Framing> ServerBuilder<F> {
                     let h = spawn_worker(
                         i,
                         Arc::clone(&shared),
-                        Arc::clone(&factory),
-                        self.framing.clone(),
+                        make(i),
                         WorkerSource::Handoff(rx),
                         shutdown_rx.clone(),
                     );
                     started(h, &mut threads)?;
                 }
                 let h = spawn_acceptor(
-                    addr,
+                    bind.take()
+                        .ok_or(ReactorError::Closed("listener used twice"))?,
                     Arc::clone(&shared),
                     senders,
                     Arc::clone(&self.balancer),
-                    self.framing.clone(),
                     shutdown_rx.clone(),
                 );
                 started(h, &mut threads)?
                     .ok_or(ReactorError::Closed("acceptor reported no address"))
             }
             AcceptMode::ReusePort => {
-                let mut bound = addr;
+                let mut bound = None;
                 for i in 0..n {
+                    // The first thread binds (or takes over the given
+                    // listener); the others bind the address it got.
+                    let source = match (bind.take(), bound) {
+                        (Some(b), _) => b,
+                        (None, Some(a)) => Bind::Addr(a),
+                        (None, None) => {
+                            return Err(ReactorError::Closed("no address to bind"));
+                        }
+                    };
                     let h = spawn_worker(
                         i,
                         Arc::clone(&shared),
-                        Arc::clone(&factory),
-                        self.framing.clone(),
-                        WorkerSource::ReusePort(bound),
+                        make(i),
+                        WorkerSource::ReusePort(source),
                         shutdown_rx.clone(),
                     );
                     if let Some(a) = started(h, &mut threads)? {
-                        bound = a;
+                        bound = Some(a);
                     }
                 }
-                Ok(bound)
+                bound.ok_or(ReactorError::Closed("no I/O thread reported an address"))
             }
         })();
         match result {
@@ -480,6 +764,15 @@ impl<F: Framing> ServerBuilder<F> {
             }
         }
     }
+}
+
+/// The first address `addr` resolves to.
+fn resolve(addr: impl ToSocketAddrs) -> Result<SocketAddr, ReactorError> {
+    addr.to_socket_addrs()?
+        .next()
+        .ok_or(ReactorError::InvalidConfig(
+            "address resolves to nothing".into(),
+        ))
 }
 
 /// Binds a listener with the configured backlog (and `SO_REUSEPORT` when asked).
@@ -501,15 +794,39 @@ pub(crate) fn bind_listener(
     socket.listen(backlog)
 }
 
+/// Where a listener comes from: an address to bind, or a socket the caller
+/// bound already ([`ServerBuilder::serve_pipeline_on`]).
+#[derive(Debug)]
+pub(crate) enum Bind {
+    Addr(SocketAddr),
+    Listener(std::net::TcpListener),
+}
+
+impl Bind {
+    /// The listening socket, registered with the current runtime.
+    pub(crate) fn listen(
+        self,
+        reuse_port: bool,
+        backlog: u32,
+    ) -> std::io::Result<tokio::net::TcpListener> {
+        match self {
+            Bind::Addr(a) => bind_listener(a, reuse_port, backlog),
+            Bind::Listener(l) => {
+                l.set_nonblocking(true)?;
+                tokio::net::TcpListener::from_std(l)
+            }
+        }
+    }
+}
+
 /// How a starting thread reports its bound address (or failure).
 pub(crate) type Ready = std::sync::mpsc::Receiver<std::io::Result<Option<SocketAddr>>>;
 
-fn spawn_acceptor<F: Framing>(
-    addr: SocketAddr,
+fn spawn_acceptor(
+    bind: Bind,
     shared: Arc<Shared>,
     senders: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
     balancer: Arc<dyn Balancer>,
-    framing: F,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<(JoinHandle<()>, Ready)> {
     let (ready_tx, ready) = std::sync::mpsc::channel();
@@ -527,7 +844,7 @@ fn spawn_acceptor<F: Framing>(
                 }
             };
             rt.block_on(async move {
-                let listener = match bind_listener(addr, false, shared.limits.backlog) {
+                let listener = match bind.listen(false, shared.limits.backlog) {
                     Ok(l) => l,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -552,7 +869,7 @@ fn spawn_acceptor<F: Framing>(
                         }
                     };
                     if !shared.try_admit() {
-                        shared.refuse(&stream, &framing);
+                        shared.refuse(&stream);
                         continue;
                     }
                     let _ = stream.set_nodelay(shared.limits.nodelay);
@@ -618,6 +935,20 @@ impl Server {
     /// Current counters.
     pub fn stats(&self) -> ServerStats {
         self.shared.stats()
+    }
+
+    /// Every I/O thread's counters (connections, requests, bytes in and
+    /// out), in thread order.
+    pub fn thread_stats(&self) -> Vec<ThreadStats> {
+        self.shared.thread_stats()
+    }
+
+    /// A cloneable, `Send + Sync` handle on the counters (for an `INFO`
+    /// command or an exporter that cannot hold the server).
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// Live connections per I/O thread.

@@ -8,6 +8,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -21,25 +22,72 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, LocalSet};
 
-use crate::server::{Ready, Shared, bind_listener};
+use crate::server::{Bind, Ready, Shared, ThreadCounters, bump};
 use crate::service::call_guarded;
 use crate::{Framing, Service};
+
+/// How one I/O thread serves a connection: the framed request → response
+/// loop ([`FramedDriver`]) or a pipelined handler
+/// ([`PipelineDriver`](crate::pipeline::PipelineDriver)). Built on the
+/// thread; monomorphized, so the hot loop has no dynamic dispatch.
+pub(crate) trait Driver: 'static {
+    /// The connection's task.
+    fn drive(
+        self: Rc<Self>,
+        stream: TcpStream,
+        conn: ConnParts,
+    ) -> impl Future<Output = ()> + 'static;
+}
+
+/// Everything a connection task gets from its thread.
+pub(crate) struct ConnParts {
+    pub(crate) id: u64,
+    pub(crate) peer: Option<SocketAddr>,
+    pub(crate) ctx: Rc<ThreadCtx>,
+    pub(crate) state: Rc<ConnState>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) guard: ConnGuard,
+}
+
+/// The request → response driver: a [`Service`] behind a [`Framing`].
+pub(crate) struct FramedDriver<S, F> {
+    pub(crate) svc: Rc<S>,
+    pub(crate) framing: F,
+}
+
+impl<S: Service, F: Framing> Driver for FramedDriver<S, F> {
+    fn drive(
+        self: Rc<Self>,
+        stream: TcpStream,
+        conn: ConnParts,
+    ) -> impl Future<Output = ()> + 'static {
+        serve_conn(
+            stream,
+            Rc::clone(&self.svc),
+            self.framing.clone(),
+            conn.ctx,
+            conn.state,
+            conn.shared,
+            conn.guard,
+        )
+    }
+}
 
 /// Where a worker's connections come from.
 pub(crate) enum WorkerSource {
     /// Handed over by the acceptor (already admitted and counted).
     Handoff(mpsc::UnboundedReceiver<std::net::TcpStream>),
     /// Accepted on the worker's own `SO_REUSEPORT` listener bound here.
-    ReusePort(SocketAddr),
+    ReusePort(Bind),
 }
 
 /// Per-connection timestamps, in sweeper ticks, read by the sweeper.
 #[derive(Debug)]
-struct ConnState {
-    last_active: Cell<u64>,
-    partial_since: Cell<Option<u64>>,
-    writing_since: Cell<Option<u64>>,
-    in_read: Cell<bool>,
+pub(crate) struct ConnState {
+    pub(crate) last_active: Cell<u64>,
+    pub(crate) partial_since: Cell<Option<u64>>,
+    pub(crate) writing_since: Cell<Option<u64>>,
+    pub(crate) in_read: Cell<bool>,
 }
 
 #[derive(Debug)]
@@ -50,17 +98,17 @@ struct ConnEntry {
 
 /// The thread's own state. Never leaves the thread.
 #[derive(Debug)]
-struct ThreadCtx {
-    index: usize,
-    tick: Cell<u64>,
+pub(crate) struct ThreadCtx {
+    pub(crate) index: usize,
+    pub(crate) tick: Cell<u64>,
     next_id: Cell<u64>,
-    draining: Cell<bool>,
+    pub(crate) draining: Cell<bool>,
     conns: RefCell<HashMap<u64, ConnEntry>>,
 }
 
 /// Releases the connection's slot and registry entry however the
 /// connection task ends (finished, errored or aborted).
-struct ConnGuard {
+pub(crate) struct ConnGuard {
     id: u64,
     ctx: Rc<ThreadCtx>,
     shared: Arc<Shared>,
@@ -97,18 +145,16 @@ impl ConnState {
     }
 }
 
-pub(crate) fn spawn_worker<M, S, F>(
+pub(crate) fn spawn_worker<MK, D>(
     index: usize,
     shared: Arc<Shared>,
-    factory: Arc<M>,
-    framing: F,
+    make: MK,
     source: WorkerSource,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<(JoinHandle<()>, Ready)>
 where
-    M: Fn(usize) -> S + Send + Sync + 'static,
-    S: Service,
-    F: Framing,
+    MK: FnOnce() -> D + Send + 'static,
+    D: Driver,
 {
     let (ready_tx, ready) = std::sync::mpsc::channel();
     let h = std::thread::Builder::new()
@@ -124,13 +170,13 @@ where
                     return;
                 }
             };
-            // Build the service inside the thread's runtime, so its
-            // constructor may create timers, spawn tasks or start a Batcher.
-            let svc = {
+            // Build the driver (and the user's service or pipeline) inside
+            // the thread's runtime, so its constructor may create timers,
+            // spawn tasks or start a Batcher.
+            let driver = {
                 let _in_runtime = rt.enter();
-                Rc::new(factory(index))
+                Rc::new(make())
             };
-            drop(factory);
             let ctx = Rc::new(ThreadCtx {
                 index,
                 tick: Cell::new(0),
@@ -141,16 +187,15 @@ where
             let local = LocalSet::new();
             local.block_on(
                 &rt,
-                worker_main(ctx, svc, framing, shared, source, shutdown, ready_tx),
+                worker_main(ctx, driver, shared, source, shutdown, ready_tx),
             );
         })?;
     Ok((h, ready))
 }
 
-async fn worker_main<S: Service, F: Framing>(
+async fn worker_main<D: Driver>(
     ctx: Rc<ThreadCtx>,
-    svc: Rc<S>,
-    framing: F,
+    driver: Rc<D>,
     shared: Arc<Shared>,
     source: WorkerSource,
     mut shutdown: watch::Receiver<bool>,
@@ -168,7 +213,7 @@ async fn worker_main<S: Service, F: Framing>(
                 };
                 let Some(std_stream) = next else { break };
                 match TcpStream::from_std(std_stream) {
-                    Ok(stream) => start_conn(&ctx, &svc, &framing, &shared, stream),
+                    Ok(stream) => start_conn(&ctx, &driver, &shared, stream),
                     Err(_) => shared.release(ctx.index),
                 }
             }
@@ -179,8 +224,8 @@ async fn worker_main<S: Service, F: Framing>(
                 shared.release(ctx.index);
             }
         }
-        WorkerSource::ReusePort(addr) => {
-            let listener = match bind_listener(addr, true, shared.limits.backlog) {
+        WorkerSource::ReusePort(bind) => {
+            let listener = match bind.listen(true, shared.limits.backlog) {
                 Ok(l) => l,
                 Err(e) => {
                     let _ = ready.send(Err(e));
@@ -201,12 +246,12 @@ async fn worker_main<S: Service, F: Framing>(
                     continue;
                 };
                 if !shared.try_admit() {
-                    shared.refuse(&stream, &framing);
+                    shared.refuse(&stream);
                     continue;
                 }
                 shared.loads[ctx.index].fetch_add(1, Ordering::AcqRel);
                 let _ = stream.set_nodelay(shared.limits.nodelay);
-                start_conn(&ctx, &svc, &framing, &shared, stream);
+                start_conn(&ctx, &driver, &shared, stream);
             }
         }
     }
@@ -214,10 +259,9 @@ async fn worker_main<S: Service, F: Framing>(
     sweeper.abort();
 }
 
-fn start_conn<S: Service, F: Framing>(
+fn start_conn<D: Driver>(
     ctx: &Rc<ThreadCtx>,
-    svc: &Rc<S>,
-    framing: &F,
+    driver: &Rc<D>,
     shared: &Arc<Shared>,
     stream: TcpStream,
 ) {
@@ -234,19 +278,22 @@ fn start_conn<S: Service, F: Framing>(
         ctx: Rc::clone(ctx),
         shared: Arc::clone(shared),
     };
+    shared.counters[ctx.index]
+        .connections
+        .fetch_add(1, Ordering::Relaxed);
     shared.metrics.gauge(
         "reactor.connections",
         i64::try_from(shared.active.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
     );
-    let task = serve_conn(
-        stream,
-        Rc::clone(svc),
-        framing.clone(),
-        Rc::clone(ctx),
-        Rc::clone(&state),
-        Arc::clone(shared),
+    let parts = ConnParts {
+        id,
+        peer: stream.peer_addr().ok(),
+        ctx: Rc::clone(ctx),
+        state: Rc::clone(&state),
+        shared: Arc::clone(shared),
         guard,
-    );
+    };
+    let task = Rc::clone(driver).drive(stream, parts);
     let handle = tokio::task::spawn_local(task);
     ctx.conns.borrow_mut().insert(
         id,
@@ -370,7 +417,9 @@ async fn serve_conn<S: Service, F: Framing>(
         state.in_read.set(false);
         match read {
             Ok(0) | Err(_) => break,
-            Ok(_) => {}
+            Ok(n) => {
+                bump(&counters.bytes_in, n as u64);
+            }
         }
         state.last_active.set(ctx.tick.get());
         let mut served = 0u64;
@@ -408,17 +457,25 @@ async fn serve_conn<S: Service, F: Framing>(
                 shared.metrics.histogram("reactor.request_ns", ns);
             }
             if wbuf.len() >= lim.max_write_buffer
-                && flush(&mut stream, &mut wbuf, &state, &ctx).await.is_err()
+                && flush(&mut stream, &mut wbuf, &state, &ctx, counters)
+                    .await
+                    .is_err()
             {
                 fatal = true;
                 break;
             }
         }
         if served > 0 {
-            counters.requests.fetch_add(served, Ordering::Relaxed);
-            shared.metrics.counter("reactor.requests", served);
+            bump(&counters.requests, served);
+            if shared.metrics_on {
+                shared.metrics.counter("reactor.requests", served);
+            }
         }
-        if !wbuf.is_empty() && flush(&mut stream, &mut wbuf, &state, &ctx).await.is_err() {
+        if !wbuf.is_empty()
+            && flush(&mut stream, &mut wbuf, &state, &ctx, counters)
+                .await
+                .is_err()
+        {
             break;
         }
         if fatal {
@@ -443,9 +500,13 @@ async fn flush(
     wbuf: &mut BytesMut,
     state: &ConnState,
     ctx: &ThreadCtx,
+    counters: &ThreadCounters,
 ) -> std::io::Result<()> {
     state.writing_since.set(Some(ctx.tick.get()));
     let r = stream.write_all(wbuf).await;
+    if r.is_ok() {
+        bump(&counters.bytes_out, wbuf.len() as u64);
+    }
     wbuf.clear();
     state.writing_since.set(None);
     r

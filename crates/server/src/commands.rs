@@ -71,6 +71,9 @@ pub struct ServerStats {
     pub rejected_connections: AtomicU64,
     /// Protocol errors (connections closed for malformed input).
     pub protocol_errors: AtomicU64,
+    /// The kuai-reactor server's counters (refusals, bytes, per thread),
+    /// set once it runs.
+    pub net: std::sync::OnceLock<kuai::reactor::StatsHandle>,
 }
 
 /// Static settings the commands need.
@@ -1610,12 +1613,15 @@ impl Db {
         }
         if want("stats") {
             let s = self.ks.stats();
+            let net = self.stats.net.get().map(|n| n.stats()).unwrap_or_default();
             let _ = write!(
                 t,
-                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\ntotal_error_replies_protocol:{}\r\n\r\n",
+                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\ntotal_error_replies_protocol:{}\r\n\r\n",
                 self.stats.connections_received.load(Ordering::Relaxed),
                 self.stats.commands.load(Ordering::Relaxed),
-                self.stats.rejected_connections.load(Ordering::Relaxed),
+                self.stats.rejected_connections.load(Ordering::Relaxed) + net.refused,
+                net.bytes_in,
+                net.bytes_out,
                 s.expired,
                 s.evicted,
                 s.hits,
@@ -1639,12 +1645,32 @@ impl Db {
             let b = self.buffers.stats();
             let _ = write!(
                 t,
-                "# Kuai\r\nkeyspace_shards:{}\r\nkeyspace:sharded-hashtable\r\nevent_loops:tokio-current-thread-per-core\r\nbuffer_pool_hits:{}\r\nbuffer_pool_misses:{}\r\nbuffer_pool_bytes:{}\r\n\r\n",
+                "# Kuai\r\nkeyspace_shards:{}\r\nkeyspace:sharded-hashtable\r\nevent_loops:kuai-reactor\r\nbuffer_pool_hits:{}\r\nbuffer_pool_misses:{}\r\nbuffer_pool_bytes:{}\r\n",
                 self.ks.shard_count(),
                 b.hits,
                 b.misses,
                 b.bytes_pooled
             );
+            if let Some(net) = self.stats.net.get() {
+                let mode = match net.accept_mode() {
+                    kuai::reactor::AcceptMode::MainSub => "main-sub",
+                    _ => "reuseport",
+                };
+                let _ = write!(t, "reactor_accept_mode:{mode}\r\n");
+                for th in net.thread_stats() {
+                    let _ = write!(
+                        t,
+                        "reactor_thread{}:connected_clients={},connections={},commands={},net_input_bytes={},net_output_bytes={}\r\n",
+                        th.thread,
+                        th.active,
+                        th.connections,
+                        th.requests,
+                        th.bytes_in,
+                        th.bytes_out
+                    );
+                }
+            }
+            t.push_str("\r\n");
         }
         // Read-through counters (read_through.rs).
         if let (true, Some(rt)) = (want("readthrough"), &self.read_through) {

@@ -21,8 +21,10 @@
 //! - [`aof`]: the append-only file on `kuai::queue`'s durable log, replayed
 //!   at start (`appendfsync always|everysec|no`).
 //! - Read buffers come from `kuai::pool`'s `BufferPool`.
-//! - [`server`]: one event loop per thread with `SO_REUSEPORT` listeners,
-//!   batched reads and writes; [`Config`] by builder, flags or file.
+//! - [`server`]: connections on `kuai::reactor`'s `serve_pipeline` (I/O
+//!   threads fed by a main/sub acceptor or `SO_REUSEPORT` listeners), every
+//!   command of a read executed and all replies written at once; [`Config`]
+//!   by builder, flags or file.
 //! - [`frame`]: a full RESP3 value decoder for clients and tests.
 //! - [`read_through`]: optional read-through of misses to a PostgreSQL
 //!   table (`--read-through postgres://…`, through `kuai::store`).

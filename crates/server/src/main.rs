@@ -31,9 +31,17 @@ struct Args {
     /// TCP port (0 = any free port).
     #[arg(long)]
     port: Option<u16>,
-    /// Event-loop threads.
+    /// kuai-reactor I/O threads (event loops).
     #[arg(long)]
     threads: Option<usize>,
+    /// How connections reach the I/O threads: main-sub (an acceptor thread
+    /// hands each connection to one I/O thread, the default) or reuseport
+    /// (a `SO_REUSEPORT` listener per thread).
+    #[arg(long)]
+    accept_mode: Option<String>,
+    /// Close clients idle for this many seconds (0 = never).
+    #[arg(long)]
+    timeout: Option<u64>,
     /// Require this password (AUTH).
     #[arg(long)]
     requirepass: Option<String>,
@@ -95,10 +103,13 @@ fn build_config(a: &Args) -> Result<Config, kuai_server::ServerError> {
     let threads = a.threads.map(|t| t.to_string());
     let port = a.port.map(|p| p.to_string());
     let maxclients = a.maxclients.map(|m| m.to_string());
-    let pairs: [(&str, Option<&String>); 19] = [
+    let timeout = a.timeout.map(|t| t.to_string());
+    let pairs: [(&str, Option<&String>); 21] = [
         ("bind", a.bind.as_ref()),
         ("port", port.as_ref()),
         ("threads", threads.as_ref()),
+        ("accept-mode", a.accept_mode.as_ref()),
+        ("timeout", timeout.as_ref()),
         ("requirepass", a.requirepass.as_ref()),
         ("maxclients", maxclients.as_ref()),
         ("maxmemory", a.maxmemory.as_ref()),

@@ -7,7 +7,7 @@
 //! the stored value's `Bytes` is chained after it, so the socket writes it
 //! straight from the keyspace's memory.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 /// Bulk values at least this long are chained, not copied.
 pub const ZERO_COPY_THRESHOLD: usize = 16 * 1024;
@@ -237,6 +237,71 @@ impl ReplyBuf {
     }
 }
 
+/// The socket side: the buffered replies in order (chained values, then the
+/// contiguous tail), so a reactor can write them with one `writev` and
+/// [`advance`](Buf::advance) past what went out.
+impl Buf for ReplyBuf {
+    fn remaining(&self) -> usize {
+        self.len()
+    }
+
+    fn chunk(&self) -> &[u8] {
+        if self.chain.is_empty() {
+            return &self.cur;
+        }
+        match self.chain.iter().find(|c| !c.is_empty()) {
+            Some(c) => c,
+            None => &self.cur,
+        }
+    }
+
+    fn chunks_vectored<'a>(&'a self, dst: &mut [std::io::IoSlice<'a>]) -> usize {
+        let parts = self
+            .chain
+            .iter()
+            .map(|c| &c[..])
+            .chain(std::iter::once(&self.cur[..]))
+            .filter(|c| !c.is_empty());
+        let mut n = 0;
+        for (slot, part) in dst.iter_mut().zip(parts) {
+            *slot = std::io::IoSlice::new(part);
+            n += 1;
+        }
+        n
+    }
+
+    fn advance(&mut self, mut cnt: usize) {
+        if self.chain.is_empty() {
+            // The common case: everything was contiguous and went out in
+            // one write; `clear` keeps the allocation for the next batch.
+            if cnt == self.cur.len() {
+                self.cur.clear();
+            } else {
+                self.cur.advance(cnt);
+            }
+            return;
+        }
+        let mut done = 0;
+        for c in &mut self.chain {
+            if cnt == 0 {
+                break;
+            }
+            let k = cnt.min(c.len());
+            c.advance(k);
+            self.len -= k;
+            cnt -= k;
+            if c.is_empty() {
+                done += 1;
+            }
+        }
+        self.chain.drain(..done);
+        if cnt > 0 {
+            assert!(cnt <= self.cur.len(), "advance past the end of a ReplyBuf");
+            self.cur.advance(cnt);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,5 +331,30 @@ mod tests {
         assert_eq!(chain[1].as_ptr(), big.as_ptr());
         assert_eq!(chain.iter().map(Bytes::len).sum::<usize>(), total);
         assert!(r.is_empty());
+    }
+
+    #[test]
+    fn as_a_buf_it_yields_every_byte_in_order_across_partial_advances() {
+        let mut r = ReplyBuf::new(Protocol::Resp2);
+        r.ok();
+        let big = Bytes::from(vec![b'x'; ZERO_COPY_THRESHOLD]);
+        r.bulk_bytes(&big);
+        r.integer(7);
+        let want = r.to_vec();
+        let mut iov = [std::io::IoSlice::new(&[]); 8];
+        assert_eq!(r.chunks_vectored(&mut iov), 3);
+        let mut got = Vec::new();
+        // Odd-sized steps cross every chunk boundary.
+        while r.has_remaining() {
+            let step = r.chunk().len().min(4093);
+            got.extend_from_slice(&r.chunk()[..step]);
+            r.advance(step);
+            assert_eq!(r.remaining(), want.len() - got.len());
+        }
+        assert_eq!(got, want);
+        assert!(r.is_empty() && r.is_contiguous());
+        // Reusable afterwards.
+        r.ok();
+        assert_eq!(r.to_vec(), b"+OK\r\n");
     }
 }

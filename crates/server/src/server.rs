@@ -1,19 +1,21 @@
-//! Networking: one event loop per thread, each with its own `SO_REUSEPORT`
-//! listener on the same port (the kernel spreads connections), and a
-//! connection loop that parses every complete command in a read, executes
-//! them, flushes the log once, and writes all their replies with one write.
+//! Networking on kuai-reactor: [`kuai::reactor::ServerBuilder::serve_pipeline`]
+//! with a RESP [`Handler`] per connection. Connections are pinned to one
+//! I/O thread for life (main/sub hand-off from an acceptor thread, or a
+//! `SO_REUSEPORT` listener per thread); after each read the handler parses
+//! every complete command, executes them, flushes the log once, and the
+//! reactor writes all their replies with one write.
 
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use bytes::Buf;
+use bytes::{Buf, BytesMut};
 use kuai::core::{Clock, SystemClock};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use kuai::pool::PooledBuf;
+use kuai::reactor::{AcceptMode, Conn, ConnInfo, Handler, Step};
 
 use crate::aof;
 use crate::commands::{Db, DbSettings, EvictionIndex, Flow, Session};
@@ -24,17 +26,29 @@ use crate::reply::{Protocol, ReplyBuf};
 use crate::resp::{Parsed, RequestParser};
 
 /// Replies buffered beyond this are written before parsing further commands
-/// of the same read, bounding memory under huge pipelines.
+/// of the same read, bounding memory under huge pipelines (the reactor's
+/// high-water mark).
 const OUT_HIGH_WATER: usize = 256 * 1024;
 
-/// A running server. Dropping it does not stop it; call [`shutdown`](Self::shutdown).
+/// Bytes read per wake-up; the read buffer grows by this when less than a
+/// quarter of it is free.
+const READ_BUFFER: usize = 16 * 1024;
+
+/// How long a shutdown waits for clients in the middle of a command.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What a client refused at `maxclients` is told.
+const REFUSAL: &[u8] = b"-ERR max number of clients reached\r\n";
+
+/// A running server. Dropping it stops it (as [`shutdown`](Self::shutdown)
+/// does, without reporting a failure to sync the log).
 #[derive(Debug)]
 pub struct ServerHandle {
     addr: SocketAddr,
     db: Arc<Db>,
-    stop: watch::Sender<bool>,
+    reactor: Option<kuai::reactor::Server>,
     stopped: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    housekeeping: Option<JoinHandle<()>>,
 }
 
 impl ServerHandle {
@@ -48,7 +62,14 @@ impl ServerHandle {
         &self.db
     }
 
-    /// Stops accepting, closes connections, and syncs the append-only file.
+    /// The reactor's counters: totals and per I/O thread.
+    pub fn net_stats(&self) -> Option<kuai::reactor::StatsHandle> {
+        self.db.stats.net.get().cloned()
+    }
+
+    /// Stops accepting, closes idle connections, lets busy ones finish the
+    /// commands they read (their replies go out), then syncs and closes the
+    /// append-only file.
     pub fn shutdown(mut self) -> Result<(), ServerError> {
         self.stop_threads();
         if let Some(aof) = &self.db.aof {
@@ -59,10 +80,23 @@ impl ServerHandle {
     }
 
     fn stop_threads(&mut self) {
-        let _ = self.stop.send(true);
+        if let Some(r) = self.reactor.take() {
+            r.shutdown();
+        }
         self.stopped.store(true, Ordering::Release);
-        for t in self.threads.drain(..) {
+        if let Some(t) = self.housekeeping.take() {
             let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        if self.reactor.is_some() {
+            self.stop_threads();
+            if let Some(aof) = &self.db.aof {
+                let _ = aof.close();
+            }
         }
     }
 }
@@ -70,21 +104,6 @@ impl ServerHandle {
 /// Starts servers. See [`Server::start`].
 #[derive(Debug)]
 pub struct Server;
-
-fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    use socket2::{Domain, Protocol as SockProto, Socket, Type};
-    let sock = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM,
-        Some(SockProto::TCP),
-    )?;
-    sock.set_reuse_address(true)?;
-    sock.set_reuse_port(true)?;
-    sock.set_nonblocking(true)?;
-    sock.bind(&addr.into())?;
-    sock.listen(1024)?;
-    Ok(sock.into())
-}
 
 impl Server {
     /// Replays the append-only file (if enabled), binds, and starts the
@@ -163,74 +182,77 @@ impl Server {
                 crate::read_through::ReadThrough::start(&config.read_through, db.clock.clone())?;
             db.read_through = Some(Arc::new(rt));
         }
-        let first = bind_reuseport(SocketAddr::new(ip, config.port))?;
-        let addr = first.local_addr()?;
-        db.settings.port = addr.port();
+        // Bound here, not by the reactor: INFO and CONFIG GET need the real
+        // port (port 0) before the database is shared.
+        let reuse_port = config.accept_mode == AcceptMode::ReusePort;
+        let listener = bind_listener(SocketAddr::new(ip, config.port), reuse_port)?;
+        db.settings.port = listener.local_addr()?.port();
         let db = Arc::new(db);
-        let (stop, stop_rx) = watch::channel(false);
-        let stopped = Arc::new(AtomicBool::new(false));
         let next_id = Arc::new(AtomicU64::new(1));
-        let mut listeners = vec![first];
-        for _ in 1..config.threads {
-            listeners.push(bind_reuseport(addr)?);
-        }
-        let mut threads = Vec::new();
-        for (i, l) in listeners.into_iter().enumerate() {
-            let db = db.clone();
-            let mut rx = stop_rx.clone();
-            let next_id = next_id.clone();
-            let t = std::thread::Builder::new()
-                .name(format!("kuai-reactor-{i}"))
-                .spawn(move || {
-                    let rt = match tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    {
-                        Ok(rt) => rt,
-                        Err(e) => {
-                            eprintln!("kuai-server: cannot start event loop: {e}");
-                            return;
-                        }
-                    };
-                    // A LocalSet: connections never leave their thread, so
-                    // their state (pooled buffers included) need not be Send.
-                    let local = tokio::task::LocalSet::new();
-                    local.block_on(&rt, async move {
-                        let Ok(listener) = TcpListener::from_std(l) else {
-                            return;
-                        };
-                        loop {
-                            tokio::select! {
-                                _ = rx.changed() => break,
-                                r = listener.accept() => {
-                                    if let Ok((sock, _)) = r {
-                                        let id = next_id.fetch_add(1, Ordering::Relaxed);
-                                        tokio::task::spawn_local(serve(db.clone(), sock, id));
-                                    }
-                                }
-                            }
-                        }
-                    });
-                })?;
-            threads.push(t);
-        }
-        {
+        let idle = (config.timeout > 0).then(|| Duration::from_secs(config.timeout));
+        let reactor = {
+            let db = Arc::clone(&db);
+            kuai::reactor::Server::builder()
+                .threads(config.threads)
+                .accept_mode(config.accept_mode)
+                .max_connections(config.maxclients)
+                .refusal(REFUSAL)
+                .read_buffer(READ_BUFFER)
+                .max_write_buffer(OUT_HIGH_WATER)
+                // Like Redis: no read or write deadline, idle only by `timeout`.
+                .idle_timeout(idle)
+                .read_timeout(None)
+                .write_timeout(None)
+                // On shutdown, clients in the middle of a command get this
+                // long to finish it before they are cut.
+                .drain_timeout(DRAIN_TIMEOUT)
+                .serve_pipeline_on(listener, move |_thread| {
+                    let db = Arc::clone(&db);
+                    let next_id = Arc::clone(&next_id);
+                    move |_: &ConnInfo| RespConn::new(Arc::clone(&db), &next_id)
+                })
+                .map_err(|e| match e {
+                    kuai::reactor::ReactorError::Io(e) => ServerError::from(e),
+                    other => ServerError::Config(other.to_string()),
+                })?
+        };
+        let addr = reactor.local_addr();
+        let _ = db.stats.net.set(reactor.stats_handle());
+        let stopped = Arc::new(AtomicBool::new(false));
+        let housekeeping = {
             let db = db.clone();
             let stopped = stopped.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name("kuai-housekeeping".into())
-                    .spawn(move || housekeeping(&db, &stopped))?,
-            );
-        }
+            std::thread::Builder::new()
+                .name("kuai-housekeeping".into())
+                .spawn(move || housekeeping(&db, &stopped))?
+        };
         Ok(ServerHandle {
             addr,
             db,
-            stop,
+            reactor: Some(reactor),
             stopped,
-            threads,
+            housekeeping: Some(housekeeping),
         })
     }
+}
+
+/// A listening socket like Redis's (`SO_REUSEADDR`, backlog 1024), with
+/// `SO_REUSEPORT` when every reactor thread binds its own.
+fn bind_listener(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol as SockProto, Socket, Type};
+    let sock = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM,
+        Some(SockProto::TCP),
+    )?;
+    sock.set_reuse_address(true)?;
+    if reuse_port {
+        sock.set_reuse_port(true)?;
+    }
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(1024)?;
+    Ok(sock.into())
 }
 
 fn housekeeping(db: &Db, stopped: &AtomicBool) {
@@ -243,128 +265,135 @@ fn housekeeping(db: &Db, stopped: &AtomicBool) {
     }
 }
 
-async fn write_out(sock: &mut TcpStream, out: &mut ReplyBuf) -> std::io::Result<()> {
-    if out.is_contiguous() {
-        sock.write_all(out.contiguous()).await?;
-        out.clear();
-    } else {
-        for chunk in out.take_chain() {
-            sock.write_all(&chunk).await?;
-        }
-    }
-    Ok(())
+/// One client connection: its session, parser, pooled read buffer and
+/// reply buffer. Lives on its reactor thread; dropped when the connection
+/// ends.
+struct RespConn {
+    db: Arc<Db>,
+    sess: Session,
+    parser: RequestParser,
+    // Read buffers are pooled (kuai-pool): a new connection reuses one a
+    // closed connection returned.
+    input: PooledBuf<'static>,
+    out: ReplyBuf,
+    ranges: Vec<Range<usize>>,
 }
 
-struct ClientGuard<'a>(&'a Db);
+impl RespConn {
+    fn new(db: Arc<Db>, next_id: &AtomicU64) -> Self {
+        db.stats
+            .connections_received
+            .fetch_add(1, Ordering::Relaxed);
+        db.stats.connected_clients.fetch_add(1, Ordering::Relaxed);
+        let id = next_id.fetch_add(1, Ordering::Relaxed);
+        RespConn {
+            sess: Session::new(id, db.settings.requirepass.is_none()),
+            parser: RequestParser::new(db.settings.limits),
+            input: db.buffers.get_owned(READ_BUFFER),
+            out: ReplyBuf::new(Protocol::Resp2),
+            ranges: Vec::with_capacity(8),
+            db,
+        }
+    }
 
-impl Drop for ClientGuard<'_> {
+    /// Parses and executes every complete command of the input, stopping
+    /// early at the output high-water mark, QUIT or a protocol error.
+    /// With read-through on, a GET/GETEX/MGET that misses awaits its load
+    /// (read_through.rs) before it runs, so replies stay in order; without
+    /// it nothing here awaits and the future completes in one poll.
+    #[inline]
+    async fn run_batch(&mut self, high_water: usize) -> (Step, u64) {
+        let db_arc = &self.db;
+        let db = &**db_arc;
+        let mut now = db.now_ms();
+        let mut step = Step::Read;
+        let mut n = 0u64;
+        // Arguments are slices of the read buffer: no copy, no reference
+        // counting, one small vector per read.
+        let buf: &[u8] = &self.input[..];
+        let mut args: Vec<&[u8]> = Vec::with_capacity(8);
+        loop {
+            let flow = match self.parser.next_in(buf, &mut self.ranges) {
+                Ok(Some(Parsed::Ranges)) => {
+                    args.clear();
+                    args.extend(self.ranges.iter().map(|r| &buf[r.clone()]));
+                    if db.read_through.is_some()
+                        && crate::read_through::prefetch(db_arc, &self.sess, &args).await
+                    {
+                        now = db.now_ms();
+                    }
+                    db.execute(&mut self.sess, &args, &mut self.out, now)
+                }
+                Ok(Some(Parsed::Inline(a))) => {
+                    let inline: Vec<&[u8]> = a.iter().map(|a| &a[..]).collect();
+                    if db.read_through.is_some()
+                        && crate::read_through::prefetch(db_arc, &self.sess, &inline).await
+                    {
+                        now = db.now_ms();
+                    }
+                    db.execute(&mut self.sess, &inline, &mut self.out, now)
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    db.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    self.out.error(&format!("ERR Protocol error: {e}"));
+                    step = Step::Close;
+                    break;
+                }
+            };
+            n += 1;
+            if flow == Flow::Close {
+                step = Step::Close;
+                break;
+            }
+            if self.out.len() >= high_water {
+                step = Step::Write;
+                break;
+            }
+        }
+        (step, n)
+    }
+}
+
+impl Drop for RespConn {
     fn drop(&mut self) {
-        self.0
+        self.db
             .stats
             .connected_clients
             .fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-async fn serve(db: Arc<Db>, mut sock: TcpStream, id: u64) {
-    let _ = sock.set_nodelay(true);
-    db.stats
-        .connections_received
-        .fetch_add(1, Ordering::Relaxed);
-    let open = db.stats.connected_clients.fetch_add(1, Ordering::Relaxed) + 1;
-    let _guard = ClientGuard(&db);
-    if open as usize > db.settings.maxclients {
-        db.stats
-            .rejected_connections
-            .fetch_add(1, Ordering::Relaxed);
-        let _ = sock
-            .write_all(b"-ERR max number of clients reached\r\n")
-            .await;
-        return;
+impl Handler for RespConn {
+    type Output = ReplyBuf;
+
+    fn input(&mut self) -> &mut BytesMut {
+        &mut self.input
     }
-    let mut sess = Session::new(id, db.settings.requirepass.is_none());
-    let mut parser = RequestParser::new(db.settings.limits);
-    // Read buffers are pooled (kuai-pool): a new connection reuses one a
-    // closed connection returned.
-    let mut rbuf = db.buffers.get_owned(16 * 1024);
-    let mut out = ReplyBuf::new(Protocol::Resp2);
-    let mut ranges = Vec::with_capacity(8);
-    loop {
-        if rbuf.capacity() - rbuf.len() < 4096 {
-            let want = parser.wanted(rbuf.len()).min(1 << 20);
-            rbuf.reserve(want.max(16 * 1024));
+
+    fn output(&mut self) -> &mut ReplyBuf {
+        &mut self.out
+    }
+
+    async fn on_input(&mut self, conn: &mut Conn<'_>) -> Step {
+        let (step, n) = self.run_batch(conn.high_water()).await;
+        let cut = self.parser.finish_batch();
+        self.input.advance(cut);
+        conn.served(n);
+        self.db.stats.commands.fetch_add(n, Ordering::Relaxed);
+        if flush_log(&self.db, &mut self.sess).is_err() {
+            // Nothing of this batch may be acknowledged: drop its replies.
+            self.out.clear();
+            return Step::Close;
         }
-        match sock.read_buf(&mut *rbuf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
+        // A bulk string longer than a read: make room for all of it (up to
+        // 1 MiB at a time) so it arrives in few reads.
+        let input = &mut *self.input;
+        let want = self.parser.wanted(input.len()).min(1 << 20);
+        if want > input.capacity() - input.len() {
+            input.reserve(want);
         }
-        let mut now = db.now_ms();
-        let mut close = false;
-        let mut n = 0u64;
-        {
-            // Arguments are slices of the read buffer: no copy, no
-            // reference counting, one small vector per read.
-            let buf: &[u8] = &rbuf[..];
-            let mut args: Vec<&[u8]> = Vec::with_capacity(8);
-            loop {
-                let flow = match parser.next_in(buf, &mut ranges) {
-                    Ok(Some(Parsed::Ranges)) => {
-                        args.clear();
-                        args.extend(ranges.iter().map(|r| &buf[r.clone()]));
-                        // Read-through: a miss awaits its load here, in reply order (read_through.rs).
-                        if db.read_through.is_some()
-                            && crate::read_through::prefetch(&db, &sess, &args).await
-                        {
-                            now = db.now_ms();
-                        }
-                        db.execute(&mut sess, &args, &mut out, now)
-                    }
-                    Ok(Some(Parsed::Inline(a))) => {
-                        let inline: Vec<&[u8]> = a.iter().map(|a| &a[..]).collect();
-                        // Read-through: as above.
-                        if db.read_through.is_some()
-                            && crate::read_through::prefetch(&db, &sess, &inline).await
-                        {
-                            now = db.now_ms();
-                        }
-                        db.execute(&mut sess, &inline, &mut out, now)
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        db.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
-                        out.error(&format!("ERR Protocol error: {e}"));
-                        close = true;
-                        break;
-                    }
-                };
-                n += 1;
-                if flow == Flow::Close {
-                    close = true;
-                    break;
-                }
-                if out.len() >= OUT_HIGH_WATER {
-                    if flush_log(&db, &mut sess).is_err() {
-                        return;
-                    }
-                    if write_out(&mut sock, &mut out).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-        let cut = parser.finish_batch();
-        rbuf.advance(cut);
-        db.stats.commands.fetch_add(n, Ordering::Relaxed);
-        if flush_log(&db, &mut sess).is_err() {
-            return;
-        }
-        if !out.is_empty() && write_out(&mut sock, &mut out).await.is_err() {
-            return;
-        }
-        if close {
-            let _ = sock.shutdown().await;
-            return;
-        }
+        step
     }
 }
 
