@@ -358,7 +358,7 @@ fn maxmemory_evicts_or_refuses() {
     assert!(n < 1000 && n > 50, "dbsize {n}");
     assert!(h.db().ks.used_memory() <= 200_000);
     let info: String = q(&mut c, &["INFO", "all"]).unwrap();
-    assert!(info.contains("eviction_index:kuai-cache"), "{info}");
+    assert!(info.contains("keyspace:kuai-cache"), "{info}");
     assert!(!info.contains("evicted_keys:0\r"), "{info}");
     h.shutdown().unwrap();
 
