@@ -560,9 +560,10 @@ impl Db {
                 }
             }
             Cmd::Getset => {
+                let v = Blob::new(args[2]);
                 let r = cache.compute_then(
                     Blob::new(args[1]),
-                    |_| Compute::Insert(Blob::new(args[2]), Expiry::Never),
+                    move |_| Compute::Insert(v, Expiry::Never),
                     |_| self.log_set(args[1], args[2], 0),
                 );
                 match r {
@@ -792,11 +793,13 @@ impl Db {
             None => Expiry::Keep,
             Some(t) => self.ks.expiry_for(key, t),
         };
+        // Copy the value before taking the shard lock.
+        let v = Blob::new(value);
         self.ks
             .cache()
             .compute_then(
                 Blob::new(key),
-                |_| Compute::Insert(Blob::new(value), expiry),
+                move |_| Compute::Insert(v, expiry),
                 |_| self.log_store(key, value, expire_at),
             )
             .map(|_| ())
@@ -1022,9 +1025,10 @@ impl Db {
             return;
         }
         for p in pairs.chunks(2) {
+            let v = Blob::new(p[1]);
             let r = cache.compute_then(
                 Blob::new(p[0]),
-                |_| Compute::Insert(Blob::new(p[1]), Expiry::Never),
+                move |_| Compute::Insert(v, Expiry::Never),
                 |_| self.log_set(p[0], p[1], 0),
             );
             if r.is_err() {
