@@ -12,7 +12,7 @@ use crate::stats::{RemovalCause, ShardStats};
 use crate::timer_wheel::{TimerLink, TimerWheel};
 
 mod ops;
-pub(crate) use ops::{Action, Deadline};
+pub(crate) use ops::{Action, Deadline, KeyArg};
 
 /// Deadline meaning "never expires".
 pub(crate) const NEVER: u64 = u64::MAX;

@@ -529,8 +529,9 @@ impl Db {
             }
             Cmd::Setnx => {
                 let done = Cell::new(false);
-                let r = cache.compute_then(
-                    Blob::new(args[1]),
+                let r = cache.compute_ref(
+                    args[1],
+                    Blob::new,
                     |cur| match cur {
                         Some(_) => Compute::Keep,
                         None => {
@@ -561,8 +562,9 @@ impl Db {
             }
             Cmd::Getset => {
                 let v = Blob::new(args[2]);
-                let r = cache.compute_then(
-                    Blob::new(args[1]),
+                let r = cache.compute_ref(
+                    args[1],
+                    Blob::new,
                     move |_| Compute::Insert(v, Expiry::Never),
                     |_| self.log_set(args[1], args[2], 0),
                 );
@@ -573,8 +575,9 @@ impl Db {
                 }
             }
             Cmd::Getdel => {
-                let r = cache.compute_then(
-                    Blob::new(args[1]),
+                let r = cache.compute_ref(
+                    args[1],
+                    Blob::new,
                     |cur| match cur {
                         Some(_) => Compute::Remove,
                         None => Compute::Keep,
@@ -615,8 +618,9 @@ impl Db {
             }
             Cmd::Persist => {
                 let done = Cell::new(false);
-                let _ = cache.compute_then(
-                    Blob::new(args[1]),
+                let _ = cache.compute_ref(
+                    args[1],
+                    Blob::new,
                     |cur| match cur {
                         Some(e) if e.expires_at().is_some() => {
                             done.set(true);
@@ -759,8 +763,9 @@ impl Db {
 
     /// Deletes `key` (logged); whether it was live.
     fn delete(&self, key: &[u8]) -> bool {
-        let r = self.ks.cache().compute_then(
-            Blob::new(key),
+        let r = self.ks.cache().compute_ref(
+            key,
+            Blob::new,
             |cur| match cur {
                 Some(_) => Compute::Remove,
                 None => Compute::Keep,
@@ -797,8 +802,9 @@ impl Db {
         let v = Blob::new(value);
         self.ks
             .cache()
-            .compute_then(
-                Blob::new(key),
+            .compute_ref(
+                key,
+                Blob::new,
                 move |_| Compute::Insert(v, expiry),
                 |_| self.log_store(key, value, expire_at),
             )
@@ -846,8 +852,9 @@ impl Db {
         let past = matches!(expire_at, Some(t) if t != 0 && t <= now_ms);
         let did = Cell::new(Did::Nothing);
         let mut old: Option<Bytes> = None;
-        let r = self.ks.cache().compute_then(
-            Blob::new(key),
+        let r = self.ks.cache().compute_ref(
+            key,
+            Blob::new,
             |cur| {
                 if o.get {
                     old = cur.as_ref().map(|e| e.value().to_bytes());
@@ -901,8 +908,9 @@ impl Db {
         let key = args[1];
         let did = Cell::new(Did::Nothing);
         let mut found = false;
-        let _ = self.ks.cache().compute_then(
-            Blob::new(key),
+        let _ = self.ks.cache().compute_ref(
+            key,
+            Blob::new,
             |cur| {
                 let Some(e) = cur else {
                     return Compute::Keep;
@@ -934,8 +942,9 @@ impl Db {
 
     fn incr_by(&self, key: &[u8], by: i64, out: &mut ReplyBuf) {
         let res: Cell<Result<i64, &'static str>> = Cell::new(Err(E_NOT_INT));
-        let r = self.ks.cache().compute_then(
-            Blob::new(key),
+        let r = self.ks.cache().compute_ref(
+            key,
+            Blob::new,
             |cur| {
                 let n = match cur {
                     Some(e) => match parse_i64(e.value().as_slice()) {
@@ -973,8 +982,9 @@ impl Db {
     fn incrbyfloat(&self, args: &[&[u8]], out: &mut ReplyBuf) {
         let key = args[1];
         let res: RefCell<Result<String, &'static str>> = RefCell::new(Err(E_NOT_FLOAT));
-        let r = self.ks.cache().compute_then(
-            Blob::new(key),
+        let r = self.ks.cache().compute_ref(
+            key,
+            Blob::new,
             |cur| {
                 let cur = match cur {
                     Some(e) => match parse_float(e.value().as_slice()) {
@@ -1026,8 +1036,9 @@ impl Db {
         }
         for p in pairs.chunks(2) {
             let v = Blob::new(p[1]);
-            let r = cache.compute_then(
-                Blob::new(p[0]),
+            let r = cache.compute_ref(
+                p[0],
+                Blob::new,
                 move |_| Compute::Insert(v, Expiry::Never),
                 |_| self.log_set(p[0], p[1], 0),
             );
@@ -1092,8 +1103,9 @@ impl Db {
         when += base;
         let key = args[1];
         let did = Cell::new(Did::Nothing);
-        let _ = self.ks.cache().compute_then(
-            Blob::new(key),
+        let _ = self.ks.cache().compute_ref(
+            key,
+            Blob::new,
             |cur| {
                 let Some(e) = cur else {
                     return Compute::Keep;
@@ -1125,8 +1137,9 @@ impl Db {
         let (key, tail) = (args[1], args[2]);
         let max = self.settings.limits.max_bulk_len;
         let res: Cell<Result<usize, &'static str>> = Cell::new(Ok(0));
-        let r = self.ks.cache().compute_then(
-            Blob::new(key),
+        let r = self.ks.cache().compute_ref(
+            key,
+            Blob::new,
             |cur| {
                 let old = cur.as_ref().map_or(&[][..], |e| e.value().as_slice());
                 let new_len = old.len() + tail.len();
@@ -1167,8 +1180,9 @@ impl Db {
         let max = self.settings.limits.max_bulk_len;
         let wrote = Cell::new(false);
         let res: Cell<Result<usize, &'static str>> = Cell::new(Ok(0));
-        let r = self.ks.cache().compute_then(
-            Blob::new(key),
+        let r = self.ks.cache().compute_ref(
+            key,
+            Blob::new,
             |cur| {
                 let old = cur.as_ref().map(|e| e.value().as_slice());
                 match old {
@@ -1229,22 +1243,28 @@ impl Db {
             return;
         }
         let mut moved: Option<(Blob, Expiry)> = None;
-        let _ = cache.compute(Blob::new(src), |cur| match cur {
-            Some(e) => {
-                let expiry = e.expires_at().map_or(Expiry::Never, |at| {
-                    self.ks.expiry_for(dst, self.ks.deadline_ms(src, at))
-                });
-                moved = Some((e.value().clone(), expiry));
-                Compute::Remove
-            }
-            None => Compute::Keep,
-        });
+        let _ = cache.compute_ref(
+            src,
+            Blob::new,
+            |cur| match cur {
+                Some(e) => {
+                    let expiry = e.expires_at().map_or(Expiry::Never, |at| {
+                        self.ks.expiry_for(dst, self.ks.deadline_ms(src, at))
+                    });
+                    moved = Some((e.value().clone(), expiry));
+                    Compute::Remove
+                }
+                None => Compute::Keep,
+            },
+            |_| (),
+        );
         let Some((value, expiry)) = moved else {
             out.error("ERR no such key");
             return;
         };
-        let r = cache.compute_then(
-            Blob::new(dst),
+        let r = cache.compute_ref(
+            dst,
+            Blob::new,
             |_| Compute::Insert(value.clone(), expiry),
             |_| self.log(&[b"RENAME", src, dst]),
         );
@@ -1253,7 +1273,8 @@ impl Db {
             Ok(_) => out.ok(),
             Err(_) => {
                 // The destination's shard is full: put the source back.
-                let back = cache.compute(Blob::new(src), |_| Compute::Insert(value, expiry));
+                let back =
+                    cache.compute_ref(src, Blob::new, |_| Compute::Insert(value, expiry), |_| ());
                 if back.is_err() {
                     self.log(&[b"DEL", src]);
                 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::{Cache, CacheBuilder, check_duration};
 use crate::error::CacheError;
-use crate::shard::{Action, Deadline, NEVER, Now};
+use crate::shard::{Action, Deadline, KeyArg, NEVER, Now};
 
 /// When an entry written or changed by [`Cache::compute`] expires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -309,8 +309,58 @@ where
         F: FnOnce(Option<Current<'_, V>>) -> Compute<V>,
         G: FnOnce(Option<&V>),
     {
-        self.revoke(&key);
-        let hash = self.hash(&key);
+        self.compute_inner(KeyArg::<K, K, fn(&K) -> K>::Owned(key), f, then)
+    }
+
+    /// [`compute_then`](Cache::compute_then) looking the key up by a
+    /// borrowed form: `to_owned` makes the owned key only if a new entry is
+    /// inserted (no key is built for a hit, a removal or a refused write).
+    ///
+    /// ```
+    /// use kuai_cache::{Cache, Compute, Expiry};
+    /// let c: Cache<String, u64> = Cache::new(10)?;
+    /// let bump = |c: &Cache<String, u64>| {
+    ///     c.compute_ref("hits", |k| k.to_string(), |cur| {
+    ///         Compute::Insert(cur.map_or(0, |e| *e.value()) + 1, Expiry::Keep)
+    ///     }, |_| ())
+    /// };
+    /// bump(&c)?;
+    /// bump(&c)?; // no String allocated: the key exists
+    /// assert_eq!(c.get("hits"), Some(2));
+    /// # Ok::<(), kuai_cache::CacheError>(())
+    /// ```
+    pub fn compute_ref<Q, O, F, G>(
+        &self,
+        key: &Q,
+        to_owned: O,
+        f: F,
+        then: G,
+    ) -> Result<Option<V>, CacheError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        O: FnOnce(&Q) -> K,
+        F: FnOnce(Option<Current<'_, V>>) -> Compute<V>,
+        G: FnOnce(Option<&V>),
+    {
+        self.compute_inner(KeyArg::Borrowed(key, to_owned), f, then)
+    }
+
+    fn compute_inner<Q, O, F, G>(
+        &self,
+        key: KeyArg<'_, K, Q, O>,
+        f: F,
+        then: G,
+    ) -> Result<Option<V>, CacheError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        O: FnOnce(&Q) -> K,
+        F: FnOnce(Option<Current<'_, V>>) -> Compute<V>,
+        G: FnOnce(Option<&V>),
+    {
+        self.revoke(key.get());
+        let hash = self.hash(key.get());
         let t = self.time();
         let default_deadline = match (t.now, self.inner.ttl) {
             (Some(now), Some(ttl)) => now.saturating_add(ttl),
@@ -644,6 +694,35 @@ mod tests {
         assert!(seen.contains(&(1, 5, RemovalCause::Replaced)));
         assert!(seen.contains(&(1, 7, RemovalCause::Expired)));
         assert!(seen.contains(&(2, 20, RemovalCause::Explicit)));
+        c.check_invariants();
+    }
+
+    #[test]
+    fn compute_ref_builds_the_owned_key_only_for_a_new_entry() {
+        let c: Cache<String, u64> = Cache::new(100).expect("ok");
+        let made = std::cell::Cell::new(0);
+        let bump = |c: &Cache<String, u64>, k: &str| {
+            c.compute_ref(
+                k,
+                |k| {
+                    made.set(made.get() + 1);
+                    k.to_string()
+                },
+                |cur| Compute::Insert(cur.map_or(0, |e| *e.value()) + 1, Expiry::Keep),
+                |_| (),
+            )
+            .expect("ok")
+        };
+        assert_eq!(bump(&c, "a"), None);
+        assert_eq!(bump(&c, "a"), Some(1));
+        assert_eq!(bump(&c, "a"), Some(2));
+        assert_eq!(made.get(), 1, "the key was built once, for the insert");
+        c.compute_ref("a", |k| k.to_string(), |_| Compute::Remove, |_| ())
+            .expect("ok");
+        c.compute_ref("b", |k| k.to_string(), |_| Compute::Keep, |_| ())
+            .expect("ok");
+        assert_eq!(made.get(), 1);
+        assert_eq!(c.entry_count(), 0);
         c.check_invariants();
     }
 

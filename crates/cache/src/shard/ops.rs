@@ -29,6 +29,34 @@ pub(crate) enum Action<V> {
     Expire(Deadline),
 }
 
+/// The key of a [`Shard::compute`]: owned, or borrowed with a way to make
+/// the owned key if a new entry is inserted.
+pub(crate) enum KeyArg<'a, K, Q: ?Sized, O> {
+    Owned(K),
+    Borrowed(&'a Q, O),
+}
+
+impl<K, Q, O> KeyArg<'_, K, Q, O>
+where
+    K: Borrow<Q>,
+    Q: ?Sized,
+    O: FnOnce(&Q) -> K,
+{
+    pub(crate) fn get(&self) -> &Q {
+        match self {
+            KeyArg::Owned(k) => k.borrow(),
+            KeyArg::Borrowed(q, _) => q,
+        }
+    }
+
+    fn into_owned(self) -> K {
+        match self {
+            KeyArg::Owned(k) => k,
+            KeyArg::Borrowed(q, o) => o(q),
+        }
+    }
+}
+
 impl<K, V> Shard<K, V>
 where
     K: Eq,
@@ -172,12 +200,13 @@ where
 
     /// Read-modify-write of `key` under the shard lock. `decide` sees the
     /// live value and its deadline and returns what to do; `weigh` weighs a
-    /// new value. Returns the value that left (replaced or removed).
+    /// new value; `owned` makes the owned key, only when a new entry is
+    /// inserted. Returns the value that left (replaced or removed).
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn compute(
+    pub(crate) fn compute<Q, O>(
         &mut self,
         hash: u64,
-        key: K,
+        key: KeyArg<'_, K, Q, O>,
         t: Now,
         default_deadline: u64,
         weigh: &dyn Fn(&K, &V) -> Result<u32, CacheError>,
@@ -185,9 +214,12 @@ where
         sink: &mut Sink<K, V>,
     ) -> Result<Option<V>, CacheError>
     where
+        K: Borrow<Q> + Clone,
+        Q: Eq + ?Sized,
+        O: FnOnce(&Q) -> K,
         V: Clone,
     {
-        let found = self.live(hash, &key, t.now, sink);
+        let found = self.live(hash, key.get(), t.now, sink);
         let action = {
             let cur = found.and_then(|i| {
                 let d = self.deadline(i);
@@ -215,7 +247,20 @@ where
                 Ok(None)
             }
             (Action::Insert(value, d), found) => {
-                let weight = weigh(&key, &value)?;
+                // An existing entry is weighed with its stored (equal) key; a
+                // new one needs the owned key anyway.
+                let mut owned = Some(key);
+                let (weight, new_key) =
+                    match found.and_then(|i| self.nodes[i as usize].entry.as_ref()) {
+                        Some(e) => (weigh(&e.key, &value)?, None),
+                        None => {
+                            let k = owned.take().map(KeyArg::into_owned);
+                            match &k {
+                                Some(k2) => (weigh(k2, &value)?, k),
+                                None => return Ok(None),
+                            }
+                        }
+                    };
                 if u64::from(weight) > self.policy.max {
                     self.stats.rejected += 1;
                     return Err(CacheError::TooHeavy {
@@ -233,6 +278,10 @@ where
                 // Expiry may have reclaimed the entry while making room.
                 let found = found.filter(|&i| self.nodes[i as usize].entry.is_some());
                 let Some(i) = found else {
+                    // New, or reclaimed by expiry while making room.
+                    let Some(key) = new_key.or_else(|| owned.take().map(KeyArg::into_owned)) else {
+                        return Ok(None);
+                    };
                     let (at, t) = match d {
                         Deadline::Keep => (default_deadline, t),
                         Deadline::Set { at, now } => (
@@ -251,7 +300,9 @@ where
                     None => return Ok(None),
                 };
                 if sink.keep {
-                    sink.push(key, old.clone(), RemovalCause::Replaced);
+                    if let Some(e) = self.nodes[i as usize].entry.as_ref() {
+                        sink.push(e.key.clone(), old.clone(), RemovalCause::Replaced);
+                    }
                 }
                 self.stats.removals[RemovalCause::Replaced.index()] += 1;
                 self.weight = self.weight - u64::from(old_w) + u64::from(weight);
