@@ -427,21 +427,12 @@ impl Keyspace {
         }
     }
 
-    /// Keys with a TTL (a pass over the keyspace).
+    /// Keys with a TTL (one pass over the keyspace, shard by shard).
     pub fn volatile(&self) -> usize {
         let mut n = 0;
-        let mut cursor = 0;
-        loop {
-            let (keys, next) = self.cache.scan_keys(cursor, 4096);
-            n += keys
-                .iter()
-                .filter(|k| self.cache.expires_at(k.as_slice()).flatten().is_some())
-                .count();
-            if next == 0 {
-                return n;
-            }
-            cursor = next;
-        }
+        self.cache
+            .for_each_with_expiry(|_, _, at| n += usize::from(at.is_some()));
+        n
     }
 
     /// Reclaims expired keys (the housekeeping thread calls this).

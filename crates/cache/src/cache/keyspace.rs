@@ -466,7 +466,7 @@ where
                 let s = self.inner.shards[shard as usize]
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
-                s.scan_from(index, left, now, &mut |k, v| {
+                s.scan_from(index, left, now, &mut |k, v, _| {
                     seen += 1;
                     f(k, v)
                 })
@@ -507,10 +507,18 @@ where
     /// under a shard lock and must not call back into the cache. No access
     /// is recorded.
     pub fn for_each(&self, mut f: impl FnMut(&K, &V)) {
+        self.for_each_with_expiry(|k, v, _| f(k, v));
+    }
+
+    /// [`for_each`](Cache::for_each) that also passes each entry's expiry
+    /// (`None`: never), e.g. to count the entries with a TTL in one pass.
+    pub fn for_each_with_expiry(&self, mut f: impl FnMut(&K, &V, Option<Instant>)) {
         let now = self.time().now;
         for s in self.inner.shards.iter() {
             let s = s.lock().unwrap_or_else(PoisonError::into_inner);
-            s.scan_from(0, usize::MAX, now, &mut f);
+            s.scan_from(0, usize::MAX, now, &mut |k, v, d| {
+                f(k, v, self.instant_of_deadline(d))
+            });
         }
     }
 
@@ -872,6 +880,14 @@ mod tests {
         let mut sum = 0;
         c.for_each(|_, v| sum += v);
         assert_eq!(sum, 45 - 3);
+        c.set_ttl(&4, Duration::from_secs(9)).expect("ok");
+        let mut expiring = Vec::new();
+        c.for_each_with_expiry(|k, _, at| {
+            if let Some(at) = at {
+                expiring.push((*k, at));
+            }
+        });
+        assert_eq!(expiring, vec![(4, clock.now() + Duration::from_secs(9))]);
     }
 
     #[test]

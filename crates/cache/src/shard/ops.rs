@@ -333,7 +333,7 @@ where
         from: u32,
         count: usize,
         now: Option<u64>,
-        f: &mut dyn FnMut(&K, &V),
+        f: &mut dyn FnMut(&K, &V, u64),
     ) -> Option<u32> {
         let end = self.nodes.len();
         let mut i = from as usize;
@@ -345,8 +345,9 @@ where
                 return Some(i as u32);
             }
             if let Some(e) = &self.nodes[i].entry {
-                if now.is_none_or(|now| self.deadline(i as u32) > now) {
-                    f(&e.key, &e.value);
+                let d = self.deadline(i as u32);
+                if now.is_none_or(|now| d > now) {
+                    f(&e.key, &e.value, d);
                     seen += 1;
                 }
             }
