@@ -395,8 +395,13 @@ where
     }
 
     #[inline(always)]
+    fn shard_index(&self, hash: u64) -> usize {
+        (hash >> 40) as usize & self.inner.mask
+    }
+
+    #[inline(always)]
     fn shard(&self, hash: u64) -> MutexGuard<'_, Shard<K, V>> {
-        let i = (hash >> 40) as usize & self.inner.mask;
+        let i = self.shard_index(hash);
         self.inner.shards[i]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -125,8 +125,6 @@ pub struct Db {
     pub stats: ServerStats,
     /// Connection read buffers come from (and return to) this pool.
     pub buffers: kuai::pool::BufferPool,
-    /// Serializes MSETNX's check-then-write against other MSETNX calls.
-    msetnx: parking_lot::Mutex<()>,
     started: std::time::Instant,
 }
 
@@ -400,7 +398,6 @@ impl Db {
             settings,
             stats: ServerStats::default(),
             buffers: kuai::pool::BufferPool::new(),
-            msetnx: parking_lot::Mutex::new(()),
             started: std::time::Instant::now(),
         }
     }
@@ -1019,35 +1016,37 @@ impl Db {
         }
     }
 
-    /// MSET / MSETNX. Each key is written atomically, in order; unlike
-    /// Redis, another client may observe some keys of an MSET written and
-    /// others not yet (kuai-cache locks one shard at a time).
+    /// MSET / MSETNX: every key's shard is locked for the whole command
+    /// (`Cache::batch`), so no client sees it half done.
     fn mset(&self, args: &[&[u8]], nx: bool, name: &str, out: &mut ReplyBuf) {
         if args.len() % 2 == 0 {
             wrong_arity(out, name);
             return;
         }
         let pairs = &args[1..];
-        let cache = self.ks.cache();
-        let _serial = nx.then(|| self.msetnx.lock());
-        if nx && pairs.chunks(2).any(|p| cache.contains_key(p[0])) {
-            out.integer(0);
-            return;
-        }
-        for p in pairs.chunks(2) {
-            let v = Blob::new(p[1]);
-            let r = cache.compute_ref(
-                p[0],
-                Blob::new,
-                move |_| Compute::Insert(v, Expiry::Never),
-                |_| self.log_set(p[0], p[1], 0),
-            );
-            if r.is_err() {
-                out.error(E_OOM);
-                return;
+        let keys: Vec<&[u8]> = pairs.chunks(2).map(|p| p[0]).collect();
+        // Copy the values before taking the locks.
+        let mut values: Vec<Blob> = pairs.chunks(2).map(|p| Blob::new(p[1])).collect();
+        let r = self.ks.cache().batch(&keys, |b| {
+            if nx && keys.iter().any(|k| b.peek_with(*k, |_| ()).is_some()) {
+                return Ok(false);
             }
+            for (p, v) in pairs.chunks(2).zip(values.drain(..)) {
+                b.compute_ref(
+                    p[0],
+                    Blob::new,
+                    move |_| Compute::Insert(v, Expiry::Never),
+                    |_| self.log_set(p[0], p[1], 0),
+                )?;
+            }
+            Ok::<_, CacheError>(true)
+        });
+        match r {
+            Err(_) => out.error(E_OOM),
+            Ok(false) => out.integer(0),
+            Ok(true) if nx => out.integer(1),
+            Ok(true) => out.ok(),
         }
-        if nx { out.integer(1) } else { out.ok() }
     }
 
     fn expire(
@@ -1220,66 +1219,65 @@ impl Db {
         }
     }
 
-    /// RENAME / RENAMENX: the source is removed (keeping its value and
-    /// TTL), then written under the destination. Each step is atomic; unlike
-    /// Redis, another client may briefly see neither key.
+    /// RENAME / RENAMENX: both keys' shards are locked for the whole
+    /// command (`Cache::batch`); the value and its TTL move, uncopied.
     fn rename(&self, args: &[&[u8]], nx: bool, out: &mut ReplyBuf) {
+        enum Done {
+            NoSuchKey,
+            Kept,
+            Moved,
+        }
         let (src, dst) = (args[1], args[2]);
-        let cache = self.ks.cache();
-        if !cache.contains_key(src) {
-            out.error("ERR no such key");
-            return;
-        }
-        if src == dst {
-            if nx {
-                out.integer(0)
-            } else {
-                out.ok()
+        let r = self.ks.cache().batch(&[src, dst], |b| {
+            if b.peek_with(src, |_| ()).is_none() {
+                return Ok(Done::NoSuchKey);
             }
-            return;
-        }
-        if nx && cache.contains_key(dst) {
-            out.integer(0);
-            return;
-        }
-        let mut moved: Option<(Blob, Expiry)> = None;
-        let _ = cache.compute_ref(
-            src,
-            Blob::new,
-            |cur| match cur {
-                Some(e) => {
-                    let expiry = e.expires_at().map_or(Expiry::Never, |at| {
-                        self.ks.expiry_for(dst, self.ks.deadline_ms(src, at))
-                    });
-                    moved = Some((e.value().clone(), expiry));
+            if src == dst || (nx && b.peek_with(dst, |_| ()).is_some()) {
+                return Ok(Done::Kept);
+            }
+            let mut expiry = Expiry::Never;
+            let removed = b.compute_ref(
+                src,
+                Blob::new,
+                |cur| {
+                    if let Some(at) = cur.and_then(|e| e.expires_at()) {
+                        expiry = self.ks.expiry_for(dst, self.ks.deadline_ms(src, at));
+                    }
                     Compute::Remove
+                },
+                |_| (),
+            )?;
+            let Some(value) = removed else {
+                return Ok(Done::NoSuchKey);
+            };
+            let back = value.clone();
+            match b.compute_ref(
+                dst,
+                Blob::new,
+                move |_| Compute::Insert(value, expiry),
+                |_| self.log(&[b"RENAME", src, dst]),
+            ) {
+                Ok(_) => Ok(Done::Moved),
+                Err(e) => {
+                    // The destination's shard is full: put the source back
+                    // (it fits: its room was just freed).
+                    let _ = b.compute_ref(
+                        src,
+                        Blob::new,
+                        move |_| Compute::Insert(back, expiry),
+                        |_| (),
+                    );
+                    Err(e)
                 }
-                None => Compute::Keep,
-            },
-            |_| (),
-        );
-        let Some((value, expiry)) = moved else {
-            out.error("ERR no such key");
-            return;
-        };
-        let r = cache.compute_ref(
-            dst,
-            Blob::new,
-            |_| Compute::Insert(value.clone(), expiry),
-            |_| self.log(&[b"RENAME", src, dst]),
-        );
-        match r {
-            Ok(_) if nx => out.integer(1),
-            Ok(_) => out.ok(),
-            Err(_) => {
-                // The destination's shard is full: put the source back.
-                let back =
-                    cache.compute_ref(src, Blob::new, |_| Compute::Insert(value, expiry), |_| ());
-                if back.is_err() {
-                    self.log(&[b"DEL", src]);
-                }
-                out.error(E_OOM);
             }
+        });
+        match r {
+            Err(_) => out.error(E_OOM),
+            Ok(Done::NoSuchKey) => out.error("ERR no such key"),
+            Ok(Done::Kept) if nx => out.integer(0),
+            Ok(Done::Kept) => out.ok(),
+            Ok(Done::Moved) if nx => out.integer(1),
+            Ok(Done::Moved) => out.ok(),
         }
     }
 

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use super::{Cache, CacheBuilder, check_duration};
 use crate::error::CacheError;
-use crate::shard::{Action, Deadline, KeyArg, NEVER, Now};
+use crate::shard::{Action, Deadline, KeyArg, NEVER, Now, Shard, Sink};
+use crate::sync::MutexGuard;
 
 /// When an entry written or changed by [`Cache::compute`] expires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +66,80 @@ impl<'a, V> Current<'a, V> {
     /// When the entry expires (`None`: never).
     pub fn expires_at(&self) -> Option<Instant> {
         self.expires_at
+    }
+}
+
+/// Several keys' shards locked together, from [`Cache::batch`]: computes on
+/// those keys are atomic as a group (no other operation on any of them
+/// interleaves).
+pub struct Batch<'a, K, V, S> {
+    cache: &'a Cache<K, V, S>,
+    guards: Vec<(usize, MutexGuard<'a, Shard<K, V>>)>,
+    sink: Sink<K, V>,
+}
+
+impl<K, V, S> std::fmt::Debug for Batch<'_, K, V, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field(
+                "shards",
+                &self.guards.iter().map(|g| g.0).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, V, S> Batch<'_, K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher,
+{
+    /// [`Cache::compute_ref`] on one of the batch's keys (leases on the
+    /// batch's keys were revoked when it was formed). A key outside the
+    /// batch's shards is refused with [`CacheError::InvalidConfig`].
+    pub fn compute_ref<Q, O, F, G>(
+        &mut self,
+        key: &Q,
+        to_owned: O,
+        f: F,
+        then: G,
+    ) -> Result<Option<V>, CacheError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        O: FnOnce(&Q) -> K,
+        F: FnOnce(Option<Current<'_, V>>) -> Compute<V>,
+        G: FnOnce(Option<&V>),
+    {
+        let hash = self.cache.hash(key);
+        let i = self.cache.shard_index(hash);
+        let Some(g) = self.guards.iter_mut().find(|g| g.0 == i) else {
+            return Err(CacheError::InvalidConfig(
+                "compute on a key outside the batch's shards",
+            ));
+        };
+        self.cache.compute_locked(
+            &mut g.1,
+            hash,
+            KeyArg::Borrowed(key, to_owned),
+            f,
+            then,
+            &mut self.sink,
+        )
+    }
+
+    /// The live value of one of the batch's keys (no access recorded), or
+    /// `None` (also for a key outside the batch's shards).
+    pub fn peek_with<Q, R>(&self, key: &Q, f: impl FnOnce(&V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.cache.hash(key);
+        let i = self.cache.shard_index(hash);
+        let g = self.guards.iter().find(|g| g.0 == i)?;
+        g.1.peek_with(hash, key, self.cache.time().now, |v, _| f(v))
     }
 }
 
@@ -361,6 +436,34 @@ where
     {
         self.revoke(key.get());
         let hash = self.hash(key.get());
+        let mut sink = self.sink();
+        let mut shard = self.shard(hash);
+        let r = self.compute_locked(&mut shard, hash, key, f, then, &mut sink);
+        drop(shard);
+        if !sink.items.is_empty() {
+            self.notify(sink);
+        }
+        r
+    }
+
+    /// The body of every compute: `shard` is the key's shard, locked.
+    #[allow(clippy::too_many_arguments)]
+    fn compute_locked<Q, O, F, G>(
+        &self,
+        shard: &mut Shard<K, V>,
+        hash: u64,
+        key: KeyArg<'_, K, Q, O>,
+        f: F,
+        then: G,
+        sink: &mut Sink<K, V>,
+    ) -> Result<Option<V>, CacheError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        O: FnOnce(&Q) -> K,
+        F: FnOnce(Option<Current<'_, V>>) -> Compute<V>,
+        G: FnOnce(Option<&V>),
+    {
         let t = self.time();
         let default_deadline = match (t.now, self.inner.ttl) {
             (Some(now), Some(ttl)) => now.saturating_add(ttl),
@@ -411,22 +514,75 @@ where
                 Action::Keep
             })
         };
-        let mut sink = self.sink();
-        let mut shard = self.shard(hash);
-        let r = shard.compute(hash, key, t, default_deadline, &weigh, decide, &mut sink);
+        let r = shard.compute(hash, key, t, default_deadline, &weigh, decide, sink);
         if bad.is_none() {
             if let Ok(old) = &r {
                 then(old.as_ref());
             }
         }
-        drop(shard);
-        if !sink.items.is_empty() {
-            self.notify(sink);
-        }
         match bad {
             Some(e) => Err(e),
             None => r,
         }
+    }
+
+    /// Locks the shards of all `keys` (in shard order, so batches never
+    /// deadlock) and runs `f` with a [`Batch`] whose computes on those keys
+    /// are atomic as a group: multi-key writes (Redis's `MSET`, `MSETNX`,
+    /// `RENAME`) that no reader sees half done. `f` must not call the cache
+    /// itself, only the batch. The eviction listener runs after the locks
+    /// are released.
+    ///
+    /// ```
+    /// use kuai_cache::{Cache, Compute, Expiry};
+    /// let c: Cache<String, u32> = Cache::new(100)?;
+    /// c.insert("a".into(), 1);
+    /// // Move "a" to "b" atomically.
+    /// c.batch(&["a", "b"], |b| {
+    ///     let v = b.compute_ref("a", |k| k.to_string(), |_| Compute::Remove, |_| ())?;
+    ///     if let Some(v) = v {
+    ///         b.compute_ref("b", |k| k.to_string(), |_| Compute::Insert(v, Expiry::Keep), |_| ())?;
+    ///     }
+    ///     Ok::<_, kuai_cache::CacheError>(())
+    /// })?;
+    /// assert_eq!((c.get("a"), c.get("b")), (None, Some(1)));
+    /// # Ok::<(), kuai_cache::CacheError>(())
+    /// ```
+    pub fn batch<Q, R>(&self, keys: &[&Q], f: impl FnOnce(&mut Batch<'_, K, V, S>) -> R) -> R
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut idx: Vec<usize> = keys
+            .iter()
+            .map(|k| {
+                self.revoke(*k);
+                self.shard_index(self.hash(*k))
+            })
+            .collect();
+        idx.sort_unstable();
+        idx.dedup();
+        let guards = idx
+            .into_iter()
+            .map(|i| {
+                let g = self.inner.shards[i]
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                (i, g)
+            })
+            .collect();
+        let mut b = Batch {
+            cache: self,
+            guards,
+            sink: self.sink(),
+        };
+        let r = f(&mut b);
+        let sink = std::mem::replace(&mut b.sink, self.sink());
+        drop(b);
+        if !sink.items.is_empty() {
+            self.notify(sink);
+        }
+        r
     }
 
     /// One step of a cursor scan: passes up to about `count` live entries to
@@ -731,6 +887,75 @@ mod tests {
             .expect("ok");
         assert_eq!(made.get(), 1);
         assert_eq!(c.entry_count(), 0);
+        c.check_invariants();
+    }
+
+    #[test]
+    fn batches_are_atomic_across_shards() {
+        let c: Cache<u64, u64> = Cache::builder()
+            .max_capacity(10_000)
+            .shards(16)
+            .build()
+            .expect("ok");
+        // Keys in different shards.
+        let (a, b) = (
+            0u64,
+            (1..1000)
+                .find(|k| {
+                    let h = |k: &u64| c.shard_index(c.hash(k));
+                    h(k) != h(&0)
+                })
+                .expect("two shards"),
+        );
+        c.insert(a, 7);
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let c2 = c.clone();
+            let stop = &stop;
+            s.spawn(move || {
+                for _ in 0..20_000 {
+                    c2.batch(&[&a, &b], |bt| {
+                        let (from, to) = if bt.peek_with(&a, |_| ()).is_some() {
+                            (a, b)
+                        } else {
+                            (b, a)
+                        };
+                        let v = bt
+                            .compute_ref(&from, |k| *k, |_| Compute::Remove, |_| ())
+                            .expect("ok")
+                            .expect("present");
+                        bt.compute_ref(&to, |k| *k, |_| Compute::Insert(v, Expiry::Keep), |_| ())
+                            .expect("ok");
+                    });
+                }
+                stop.store(true, Ordering::Relaxed);
+            });
+            let mut checks = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let n = c.batch(&[&a, &b], |bt| {
+                    usize::from(bt.peek_with(&a, |_| ()).is_some())
+                        + usize::from(bt.peek_with(&b, |_| ()).is_some())
+                });
+                assert_eq!(n, 1, "a reader saw a half-done move");
+                checks += 1;
+            }
+            assert!(checks > 0);
+        });
+        let outside = (0..1000)
+            .find(|k| {
+                let h = |k: &u64| c.shard_index(c.hash(k));
+                h(k) != h(&a) && h(k) != h(&b)
+            })
+            .expect("a third shard");
+        let r = c.batch(&[&a], |bt| {
+            bt.compute_ref(
+                &outside,
+                |k| *k,
+                |_| Compute::Insert(1, Expiry::Keep),
+                |_| (),
+            )
+        });
+        assert!(matches!(r, Err(CacheError::InvalidConfig(_))));
         c.check_invariants();
     }
 
