@@ -1025,17 +1025,15 @@ impl Db {
         }
         let pairs = &args[1..];
         let keys: Vec<&[u8]> = pairs.chunks(2).map(|p| p[0]).collect();
-        // Copy the values before taking the locks.
-        let mut values: Vec<Blob> = pairs.chunks(2).map(|p| Blob::new(p[1])).collect();
         let r = self.ks.cache().batch(&keys, |b| {
             if nx && keys.iter().any(|k| b.peek_with(*k, |_| ()).is_some()) {
                 return Ok(false);
             }
-            for (p, v) in pairs.chunks(2).zip(values.drain(..)) {
+            for p in pairs.chunks(2) {
                 b.compute_ref(
                     p[0],
                     Blob::new,
-                    move |_| Compute::Insert(v, Expiry::Never),
+                    |_| Compute::Insert(Blob::new(p[1]), Expiry::Never),
                     |_| self.log_set(p[0], p[1], 0),
                 )?;
             }

@@ -69,12 +69,16 @@ impl<'a, V> Current<'a, V> {
     }
 }
 
+type ShardGuard<'a, K, V> = MutexGuard<'a, Shard<K, V>>;
+
 /// Several keys' shards locked together, from [`Cache::batch`]: computes on
 /// those keys are atomic as a group (no other operation on any of them
 /// interleaves).
 pub struct Batch<'a, K, V, S> {
     cache: &'a Cache<K, V, S>,
-    guards: Vec<(usize, MutexGuard<'a, Shard<K, V>>)>,
+    /// Shard index and its guard, sorted by index; `None` only while the
+    /// batch is being formed.
+    guards: Vec<(usize, Option<ShardGuard<'a, K, V>>)>,
     sink: Sink<K, V>,
 }
 
@@ -114,13 +118,18 @@ where
     {
         let hash = self.cache.hash(key);
         let i = self.cache.shard_index(hash);
-        let Some(g) = self.guards.iter_mut().find(|g| g.0 == i) else {
+        let Some(g) = self
+            .guards
+            .iter_mut()
+            .find(|g| g.0 == i)
+            .and_then(|g| g.1.as_mut())
+        else {
             return Err(CacheError::InvalidConfig(
                 "compute on a key outside the batch's shards",
             ));
         };
         self.cache.compute_locked(
-            &mut g.1,
+            g,
             hash,
             KeyArg::Borrowed(key, to_owned),
             f,
@@ -138,8 +147,8 @@ where
     {
         let hash = self.cache.hash(key);
         let i = self.cache.shard_index(hash);
-        let g = self.guards.iter().find(|g| g.0 == i)?;
-        g.1.peek_with(hash, key, self.cache.time().now, |v, _| f(v))
+        let g = self.guards.iter().find(|g| g.0 == i)?.1.as_ref()?;
+        g.peek_with(hash, key, self.cache.time().now, |v, _| f(v))
     }
 }
 
@@ -553,24 +562,23 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let mut idx: Vec<usize> = keys
+        let mut guards: Vec<(usize, Option<ShardGuard<'_, K, V>>)> = keys
             .iter()
             .map(|k| {
                 self.revoke(*k);
-                self.shard_index(self.hash(*k))
+                (self.shard_index(self.hash(*k)), None)
             })
             .collect();
-        idx.sort_unstable();
-        idx.dedup();
-        let guards = idx
-            .into_iter()
-            .map(|i| {
-                let g = self.inner.shards[i]
+        guards.sort_unstable_by_key(|g| g.0);
+        guards.dedup_by_key(|g| g.0);
+        // In index order: two batches never wait on each other in a cycle.
+        for g in guards.iter_mut() {
+            g.1 = Some(
+                self.inner.shards[g.0]
                     .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                (i, g)
-            })
-            .collect();
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+        }
         let mut b = Batch {
             cache: self,
             guards,
