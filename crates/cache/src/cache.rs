@@ -17,6 +17,8 @@ use crate::shard::{NEVER, Now, Shard, Sink};
 use crate::stats::{CacheStats, RemovalCause};
 use crate::sync::{AtomicBool, AtomicU64, Mutex, MutexGuard};
 
+pub(crate) mod keyspace;
+
 /// The longest time-to-live / time-to-idle accepted (100 years); longer is
 /// treated as a mistake ([`CacheError::InvalidDuration`]).
 pub const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -55,6 +57,7 @@ pub struct CacheBuilder<K, V, S = FastHashBuilder> {
     listener: Option<EvictionListener<K, V>>,
     shards: Option<usize>,
     expected_entries: Option<usize>,
+    reject_when_full: bool,
     hasher: S,
 }
 
@@ -69,6 +72,7 @@ impl<K, V, S> fmt::Debug for CacheBuilder<K, V, S> {
             .field("tti", &self.tti)
             .field("listener", &self.listener.is_some())
             .field("shards", &self.shards)
+            .field("reject_when_full", &self.reject_when_full)
             .finish()
     }
 }
@@ -86,6 +90,7 @@ impl<K, V> Default for CacheBuilder<K, V, FastHashBuilder> {
             listener: None,
             shards: None,
             expected_entries: None,
+            reject_when_full: false,
             hasher: FastHashBuilder::new(),
         }
     }
@@ -176,6 +181,7 @@ where
             listener: self.listener,
             shards: self.shards,
             expected_entries: self.expected_entries,
+            reject_when_full: self.reject_when_full,
             hasher,
         }
     }
@@ -224,12 +230,14 @@ where
                     shard_max
                 };
                 let expected = usize::try_from(expected).unwrap_or(1 << 20).min(1 << 24);
-                CachePadded::new(Mutex::new(Shard::new(
+                let mut shard = Shard::new(
                     self.policy,
                     shard_max,
                     expected,
                     seed.wrapping_add(i as u64),
-                )))
+                );
+                shard.reject_when_full = self.reject_when_full;
+                CachePadded::new(Mutex::new(shard))
             })
             .collect();
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
@@ -387,8 +395,13 @@ where
     }
 
     #[inline(always)]
+    fn shard_index(&self, hash: u64) -> usize {
+        (hash >> 40) as usize & self.inner.mask
+    }
+
+    #[inline(always)]
     fn shard(&self, hash: u64) -> MutexGuard<'_, Shard<K, V>> {
-        let i = (hash >> 40) as usize & self.inner.mask;
+        let i = self.shard_index(hash);
         self.inner.shards[i]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

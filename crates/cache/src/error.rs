@@ -56,7 +56,15 @@ pub enum CacheError {
     BadTrace(String),
     /// The write-behind buffer is full.
     #[error("write-behind buffer full ({0} pending writes)")]
-    Full(usize),
+    WriteBehindFull(usize),
+    /// A cache built with
+    /// [`reject_when_full`](crate::CacheBuilder::reject_when_full) refused a
+    /// write that would exceed its bound (it evicts nothing).
+    #[error("cache full: the write would exceed the bound of {limit}")]
+    Full {
+        /// The bound that would be exceeded (of the key's shard).
+        limit: u64,
+    },
 }
 
 impl From<CacheError> for kuai_core::Error {
@@ -68,7 +76,9 @@ impl From<CacheError> for kuai_core::Error {
             | CacheError::ZeroWeight
             | CacheError::TooHeavy { .. } => E::invalid_input(err.to_string()),
             CacheError::LoadTimeout(_) => E::timeout(err.to_string()),
-            CacheError::StaleFill | CacheError::Full(_) => E::overloaded(err.to_string()),
+            CacheError::StaleFill | CacheError::WriteBehindFull(_) | CacheError::Full { .. } => {
+                E::overloaded(err.to_string())
+            }
             CacheError::Closed(_) => E::closed(err.to_string()),
             CacheError::BadTrace(_) => E::corrupt(err.to_string()),
             CacheError::Backend(inner) => inner,

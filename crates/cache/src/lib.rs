@@ -78,6 +78,7 @@ mod timer_wheel;
 pub mod trace;
 
 pub use bloom::BloomFilter;
+pub use cache::keyspace::{Batch, Compute, Current, Expiry};
 pub use cache::{Cache, CacheBuilder, EvictionListener, Lease, MAX_LEASES, MAX_TTL, Weigher};
 pub use error::CacheError;
 pub use hashing::{FastHashBuilder, FastHasher};

@@ -170,7 +170,7 @@ where
 #[derive(Debug, Clone)]
 pub struct WriteBehindConfig {
     /// Most distinct keys waiting to be flushed; beyond it writes get
-    /// [`CacheError::Full`] (back-pressure instead of unbounded memory).
+    /// [`CacheError::WriteBehindFull`] (back-pressure instead of unbounded memory).
     pub capacity: usize,
     /// Keys flushed per batch.
     pub batch: usize,
@@ -297,7 +297,7 @@ where
                 self.inner.coalesced.fetch_add(1, Ordering::Relaxed);
             } else {
                 if buf.pending.len() >= self.inner.cfg.capacity {
-                    return Err(CacheError::Full(buf.pending.len()));
+                    return Err(CacheError::WriteBehindFull(buf.pending.len()));
                 }
                 buf.pending.insert(key.clone(), value.clone());
                 buf.order.push_back(key.clone());

@@ -11,6 +11,9 @@ use crate::policy::{PROBATION, PROTECTED, Policy, PolicyLink, PolicyNode, Policy
 use crate::stats::{RemovalCause, ShardStats};
 use crate::timer_wheel::{TimerLink, TimerWheel};
 
+mod ops;
+pub(crate) use ops::{Action, Deadline, KeyArg};
+
 /// Deadline meaning "never expires".
 pub(crate) const NEVER: u64 = u64::MAX;
 
@@ -94,6 +97,8 @@ pub(crate) struct Shard<K, V> {
     weight: u64,
     pub(crate) stats: ShardStats,
     expired: Vec<u32>,
+    /// Refuse writes over the bound instead of evicting (`noeviction`).
+    pub(crate) reject_when_full: bool,
 }
 
 impl<K, V> Shard<K, V>
@@ -112,6 +117,7 @@ where
             weight: 0,
             stats: ShardStats::default(),
             expired: Vec::new(),
+            reject_when_full: false,
         }
     }
 
@@ -239,6 +245,15 @@ where
                 limit: self.policy.max,
             });
         }
+        let old_w = existing.map_or(0, |i| self.nodes[i as usize].link.weight);
+        if self.reject_when_full && self.full_for(old_w, weight, t.now, sink) {
+            self.stats.rejected += 1;
+            return Err(CacheError::Full {
+                limit: self.policy.max,
+            });
+        }
+        // Reclaiming expired entries may have removed the key itself.
+        let existing = existing.filter(|&i| self.nodes[i as usize].entry.is_some());
         let expire = match (t.now, t.tti) {
             (Some(now), Some(tti)) => write_deadline.min(now.saturating_add(tti)),
             _ => write_deadline,

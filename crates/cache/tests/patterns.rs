@@ -126,7 +126,10 @@ async fn write_behind_coalesces_batches_and_flushes_on_shutdown() {
     for k in 50..100u64 {
         wb.put(k, k).expect("fits");
     }
-    assert!(matches!(wb.put(1000, 1), Err(CacheError::Full(100))));
+    assert!(matches!(
+        wb.put(1000, 1),
+        Err(CacheError::WriteBehindFull(100))
+    ));
     wb.shutdown().await.expect("all flushed");
     assert_eq!(store.puts.load(Ordering::SeqCst), 100, "one write per key");
     assert_eq!(store.map.lock().expect("lock").get(&7), Some(&407));

@@ -7,16 +7,17 @@
 //! `PXAT`/`PEXPIREAT`, counters become `SET … KEEPTTL` — while the key's
 //! shard is still locked, so the log's order is the execution order.
 
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
+use kuai::cache::{CacheError, Compute, Expiry};
 use kuai::core::Clock;
 
 use crate::aof::Aof;
 use crate::glob;
-use crate::keyspace::{ENTRY_OVERHEAD, EvictionPolicy, KeyHash, Keyspace, Shard};
+use crate::keyspace::{Blob, Keyspace};
 use crate::reply::{Protocol, ReplyBuf};
 use crate::resp::{Limits, parse_i64};
 use crate::slot::key_slot;
@@ -115,7 +116,7 @@ impl Default for DbSettings {
 /// The database: keyspace, log, clock and settings.
 #[derive(Debug)]
 pub struct Db {
-    /// The keyspace.
+    /// The keyspace (a `kuai::cache::Cache`).
     pub ks: Keyspace,
     /// The append-only file, once replay is done.
     pub aof: Option<Arc<Aof>>,
@@ -125,84 +126,11 @@ pub struct Db {
     pub settings: DbSettings,
     /// Counters.
     pub stats: ServerStats,
-    /// kuai-cache as the eviction policy under `maxmemory` with
-    /// `allkeys-lru` / `allkeys-lfu`.
-    pub eviction: Option<EvictionIndex>,
     /// Connection read buffers come from (and return to) this pool.
     pub buffers: kuai::pool::BufferPool,
     /// Read-through of misses to PostgreSQL (read_through.rs), if configured.
     pub read_through: Option<Arc<crate::read_through::ReadThrough>>,
     started: std::time::Instant,
-}
-
-/// A weight-bounded `kuai_cache::Cache` mirroring the keyspace's keys and
-/// sizes: it decides which keys to evict (LRU or LFU over the real access
-/// stream), the keyspace deletes them.
-pub struct EvictionIndex {
-    cache: kuai::cache::Cache<Bytes, u32>,
-    evicted: Arc<parking_lot::Mutex<Vec<Bytes>>>,
-    policy: kuai::cache::Policy,
-}
-
-impl std::fmt::Debug for EvictionIndex {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EvictionIndex")
-            .field("policy", &self.policy)
-            .field("entries", &self.cache.entry_count())
-            .field("weight", &self.cache.weighted_size())
-            .finish()
-    }
-}
-
-impl EvictionIndex {
-    /// An index bounded to `maxmemory` bytes of keys and values, evicting by
-    /// `policy` (`allkeys-lru` → LRU, `allkeys-lfu` → LFU).
-    pub fn new(maxmemory: usize, policy: EvictionPolicy) -> Result<Self, String> {
-        let p = match policy {
-            EvictionPolicy::AllKeysLru => kuai::cache::Policy::Lru,
-            EvictionPolicy::AllKeysLfu => kuai::cache::Policy::Lfu,
-            other => return Err(format!("{} is not served by kuai-cache", other.name())),
-        };
-        let evicted = Arc::new(parking_lot::Mutex::new(Vec::new()));
-        let sink = evicted.clone();
-        let cache = kuai::cache::Cache::<Bytes, u32>::builder()
-            .max_weight(maxmemory as u64, |k: &Bytes, v: &u32| {
-                (k.len() + *v as usize + ENTRY_OVERHEAD).min(u32::MAX as usize) as u32
-            })
-            .policy(p)
-            .shards(1)
-            .eviction_listener(move |k: &Bytes, _: &u32, cause| {
-                if cause == kuai::cache::RemovalCause::Size {
-                    sink.lock().push(k.clone());
-                }
-            })
-            .build()
-            .map_err(|e| e.to_string())?;
-        Ok(EvictionIndex {
-            cache,
-            evicted,
-            policy: p,
-        })
-    }
-
-    /// Records a key stored outside a command (a read-through fill,
-    /// read_through.rs); its victims are deleted after the next command.
-    pub fn record_insert(&self, key: &[u8], size: usize) {
-        self.cache.insert(
-            Bytes::copy_from_slice(key),
-            size.min(u32::MAX as usize) as u32,
-        );
-    }
-
-    /// Bytes of keys and values the index accounts for.
-    pub fn weighted_size(&self) -> u64 {
-        self.cache.weighted_size()
-    }
-
-    /// Keys the index tracks.
-    pub fn entry_count(&self) -> u64 {
-        self.cache.entry_count()
-    }
 }
 
 /// Which arguments of `cmd` are keys: `(first, end, step)`.
@@ -216,6 +144,16 @@ fn key_span(cmd: Cmd, argc: usize) -> Option<(usize, usize, usize)> {
         | Flushall | Cluster | Config | Client | Lastsave | Time | Keys | Scan | Randomkey => None,
         _ => Some((1, 2.min(argc), 1)),
     }
+}
+
+/// What a read-modify-write decided, for the append-only file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Did {
+    Nothing,
+    Wrote,
+    Deleted,
+    Expire(u64),
+    Persisted,
 }
 
 /// Compares two byte strings in time independent of where they differ.
@@ -477,20 +415,16 @@ impl Db {
             clock,
             settings,
             stats: ServerStats::default(),
-            eviction: None,
             buffers: kuai::pool::BufferPool::new(),
             read_through: None,
             started: std::time::Instant::now(),
         }
     }
 
-    /// Current Unix time in milliseconds, from the clock.
+    /// Current Unix time in milliseconds (the keyspace's time base).
+    #[inline]
     pub fn now_ms(&self) -> u64 {
-        self.clock
-            .system_time()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
+        self.ks.now_ms()
     }
 
     #[inline]
@@ -498,13 +432,6 @@ impl Db {
         if let Some(aof) = &self.aof {
             aof.append(args);
         }
-    }
-
-    #[inline]
-    fn with_key<T>(&self, key: &[u8], f: impl FnOnce(&mut Shard, KeyHash) -> T) -> T {
-        let h = self.ks.hash(key);
-        let mut shard = self.ks.lock(self.ks.shard_of(h));
-        f(&mut shard, h)
     }
 
     fn log_set(&self, key: &[u8], value: &[u8], expire_at: u64) {
@@ -523,6 +450,16 @@ impl Db {
         if self.aof.is_some() {
             let t = itoa::Buffer::new().format(at).to_owned();
             self.log(&[b"PEXPIREAT", key, t.as_bytes()]);
+        }
+    }
+
+    /// Logs what a read-modify-write of `key` did.
+    fn log_did(&self, key: &[u8], did: Did) {
+        match did {
+            Did::Nothing | Did::Wrote => {}
+            Did::Deleted => self.log(&[b"DEL", key]),
+            Did::Expire(at) => self.log_pexpireat(key, at),
+            Did::Persisted => self.log(&[b"PERSIST", key]),
         }
     }
 
@@ -558,14 +495,6 @@ impl Db {
             out.error("NOAUTH Authentication required.");
             return Flow::Continue;
         }
-        if flags & F_DENYOOM != 0
-            && self.ks.maxmemory() != 0
-            && self.eviction.is_none()
-            && !self.ks.make_room()
-        {
-            out.error(E_OOM);
-            return Flow::Continue;
-        }
         if flags & F_WRITE != 0 {
             sess.wrote = true;
             // Read-through: a write voids in-flight loads of its keys (read_through.rs).
@@ -573,368 +502,336 @@ impl Db {
                 rt.note_write(args, key_span(cmd, args.len()));
             }
         }
-        #[allow(clippy::redundant_closure_call)]
-        let flow = (|| -> Flow {
-            match cmd {
-                Cmd::Get => self.get(args, out, now_ms),
-                Cmd::Set => self.set(args, out, now_ms),
-                Cmd::Incr => self.incr_by(args[1], 1, out, now_ms),
-                Cmd::Decr => self.incr_by(args[1], -1, out, now_ms),
-                Cmd::Incrby | Cmd::Decrby => match parse_i64(args[2]) {
-                    None => out.error(E_NOT_INT),
-                    Some(n) if cmd == Cmd::Decrby => match n.checked_neg() {
-                        Some(n) => self.incr_by(args[1], n, out, now_ms),
-                        None => out.error("ERR decrement would overflow"),
-                    },
-                    Some(n) => self.incr_by(args[1], n, out, now_ms),
+        let cache = self.ks.cache();
+        match cmd {
+            Cmd::Get => self.get(args, out),
+            Cmd::Set => self.set(args, out, now_ms),
+            Cmd::Incr => self.incr_by(args[1], 1, out),
+            Cmd::Decr => self.incr_by(args[1], -1, out),
+            Cmd::Incrby | Cmd::Decrby => match parse_i64(args[2]) {
+                None => out.error(E_NOT_INT),
+                Some(n) if cmd == Cmd::Decrby => match n.checked_neg() {
+                    Some(n) => self.incr_by(args[1], n, out),
+                    None => out.error("ERR decrement would overflow"),
                 },
-                Cmd::Incrbyfloat => self.incrbyfloat(args, out, now_ms),
-                Cmd::Mset | Cmd::Msetnx => self.mset(args, cmd == Cmd::Msetnx, name, out, now_ms),
-                Cmd::Mget => {
-                    out.array_len(args.len() - 1);
-                    for k in &args[1..] {
-                        self.with_key(k, |s, h| match s.get(h, k, now_ms) {
-                            Some(e) => {
-                                self.ks.touch(e);
-                                e.reply_value(out)
-                            }
-                            None => out.null(),
-                        });
+                Some(n) => self.incr_by(args[1], n, out),
+            },
+            Cmd::Incrbyfloat => self.incrbyfloat(args, out),
+            Cmd::Mset | Cmd::Msetnx => self.mset(args, cmd == Cmd::Msetnx, name, out),
+            Cmd::Mget => {
+                out.array_len(args.len() - 1);
+                for k in &args[1..] {
+                    if cache.get_with(*k, |v| v.reply(out)).is_none() {
+                        out.null();
                     }
                 }
-                Cmd::Ping => match args.len() {
-                    1 => out.simple("PONG"),
-                    2 => out.bulk(args[1]),
-                    _ => wrong_arity(out, name),
-                },
-                Cmd::Echo => out.bulk(args[1]),
-                Cmd::Del | Cmd::Unlink => {
-                    let mut n = 0;
-                    for k in &args[1..] {
-                        self.with_key(k, |s, h| {
-                            if s.remove(h, k, now_ms).is_some() {
-                                n += 1;
-                                self.log(&[b"DEL", k]);
-                            }
-                        });
-                    }
-                    out.integer(n);
-                }
-                Cmd::Exists | Cmd::Touch => {
-                    let mut n = 0;
-                    for k in &args[1..] {
-                        self.with_key(k, |s, h| {
-                            if let Some(e) = s.get_quiet(h, k, now_ms) {
-                                n += 1;
-                                self.ks.touch(e);
-                            }
-                        });
-                    }
-                    out.integer(n);
-                }
-                Cmd::Setnx => {
-                    let done = self.with_key(args[1], |s, h| {
-                        if s.get_quiet(h, args[1], now_ms).is_some() {
-                            return false;
+            }
+            Cmd::Ping => match args.len() {
+                1 => out.simple("PONG"),
+                2 => out.bulk(args[1]),
+                _ => wrong_arity(out, name),
+            },
+            Cmd::Echo => out.bulk(args[1]),
+            Cmd::Del | Cmd::Unlink => {
+                let n = args[1..].iter().filter(|k| self.delete(k)).count();
+                out.integer(n as i64);
+            }
+            Cmd::Exists => {
+                let n = args[1..].iter().filter(|k| cache.contains_key(**k)).count();
+                out.integer(n as i64);
+            }
+            Cmd::Touch => {
+                let n = args[1..]
+                    .iter()
+                    .filter(|k| cache.get_with(**k, |_| ()).is_some())
+                    .count();
+                out.integer(n as i64);
+            }
+            Cmd::Setnx => {
+                let done = Cell::new(false);
+                let r = cache.compute_ref(
+                    args[1],
+                    Blob::new,
+                    |cur| match cur {
+                        Some(_) => Compute::Keep,
+                        None => {
+                            done.set(true);
+                            Compute::Insert(Blob::new(args[2]), Expiry::Never)
                         }
-                        s.set(h, args[1], args[2], Some(0), now_ms);
-                        self.log_set(args[1], args[2], 0);
-                        true
-                    });
-                    out.integer(i64::from(done));
+                    },
+                    |_| {
+                        if done.get() {
+                            self.log_set(args[1], args[2], 0);
+                        }
+                    },
+                );
+                match r {
+                    Ok(_) => out.integer(i64::from(done.get())),
+                    Err(_) => out.error(E_OOM),
                 }
-                Cmd::Setex | Cmd::Psetex => {
-                    let Some(exp) =
-                        parse_expire(args[2], cmd == Cmd::Setex, false, now_ms, name, out)
-                    else {
-                        return Flow::Continue;
-                    };
-                    self.store(args[1], args[3], Some(exp.at as u64), now_ms);
-                    out.ok();
+            }
+            Cmd::Setex | Cmd::Psetex => {
+                let Some(exp) = parse_expire(args[2], cmd == Cmd::Setex, false, now_ms, name, out)
+                else {
+                    return Flow::Continue;
+                };
+                match self.store(args[1], args[3], Some(exp.at as u64), now_ms) {
+                    Ok(()) => out.ok(),
+                    Err(_) => out.error(E_OOM),
                 }
-                Cmd::Getset => {
-                    let old = self.with_key(args[1], |s, h| {
-                        let old = s.get_quiet(h, args[1], now_ms).map(|e| e.value_bytes());
-                        s.set(h, args[1], args[2], Some(0), now_ms);
-                        self.log_set(args[1], args[2], 0);
-                        old
-                    });
-                    match old {
-                        Some(v) => out.bulk_bytes(&v),
-                        None => out.null(),
-                    }
+            }
+            Cmd::Getset => {
+                let v = Blob::new(args[2]);
+                let r = cache.compute_ref(
+                    args[1],
+                    Blob::new,
+                    move |_| Compute::Insert(v, Expiry::Never),
+                    |_| self.log_set(args[1], args[2], 0),
+                );
+                match r {
+                    Ok(Some(old)) => old.reply(out),
+                    Ok(None) => out.null(),
+                    Err(_) => out.error(E_OOM),
                 }
-                Cmd::Getdel => {
-                    let old = self.with_key(args[1], |s, h| {
-                        let e = s.remove(h, args[1], now_ms);
-                        if e.is_some() {
+            }
+            Cmd::Getdel => {
+                let r = cache.compute_ref(
+                    args[1],
+                    Blob::new,
+                    |cur| match cur {
+                        Some(_) => Compute::Remove,
+                        None => Compute::Keep,
+                    },
+                    |old| {
+                        if old.is_some() {
                             self.log(&[b"DEL", args[1]]);
                         }
-                        e
-                    });
-                    match old {
-                        Some(e) => e.reply_value(out),
-                        None => out.null(),
-                    }
+                    },
+                );
+                match r {
+                    Ok(Some(old)) => old.reply(out),
+                    _ => out.null(),
                 }
-                Cmd::Getex => self.getex(args, out, now_ms),
-                Cmd::Expire | Cmd::Pexpire | Cmd::Expireat | Cmd::Pexpireat => {
-                    let seconds = matches!(cmd, Cmd::Expire | Cmd::Expireat);
-                    let base = if matches!(cmd, Cmd::Expire | Cmd::Pexpire) {
-                        now_ms as i64
-                    } else {
-                        0
-                    };
-                    self.expire(args, seconds, base, name, out, now_ms);
-                }
-                Cmd::Expiretime | Cmd::Pexpiretime | Cmd::Ttl | Cmd::Pttl => {
-                    let at = self.with_key(args[1], |s, h| {
-                        s.get_quiet(h, args[1], now_ms).map(|e| e.expire_at)
-                    });
-                    let v = match at {
-                        None => -2,
-                        Some(0) => -1,
-                        Some(t) => match cmd {
-                            Cmd::Expiretime => (t as i64 + 500) / 1000,
-                            Cmd::Pexpiretime => t as i64,
-                            Cmd::Ttl => ((t - now_ms.min(t)) as i64 + 500) / 1000,
-                            _ => (t - now_ms.min(t)) as i64,
-                        },
-                    };
-                    out.integer(v);
-                }
-                Cmd::Persist => {
-                    let done = self.with_key(args[1], |s, h| {
-                        let has = s
-                            .get_quiet(h, args[1], now_ms)
-                            .is_some_and(|e| e.expire_at != 0);
-                        if has {
-                            s.set_expire(h, args[1], 0, now_ms);
+            }
+            Cmd::Getex => self.getex(args, out, now_ms),
+            Cmd::Expire | Cmd::Pexpire | Cmd::Expireat | Cmd::Pexpireat => {
+                let seconds = matches!(cmd, Cmd::Expire | Cmd::Expireat);
+                let base = if matches!(cmd, Cmd::Expire | Cmd::Pexpire) {
+                    now_ms as i64
+                } else {
+                    0
+                };
+                self.expire(args, seconds, base, name, out, now_ms);
+            }
+            Cmd::Expiretime | Cmd::Pexpiretime | Cmd::Ttl | Cmd::Pttl => {
+                let v = match self.ks.expire_at(args[1]) {
+                    None => -2,
+                    Some(0) => -1,
+                    Some(t) => match cmd {
+                        Cmd::Expiretime => (t as i64 + 500) / 1000,
+                        Cmd::Pexpiretime => t as i64,
+                        Cmd::Ttl => ((t - now_ms.min(t)) as i64 + 500) / 1000,
+                        _ => (t - now_ms.min(t)) as i64,
+                    },
+                };
+                out.integer(v);
+            }
+            Cmd::Persist => {
+                let done = Cell::new(false);
+                let _ = cache.compute_ref(
+                    args[1],
+                    Blob::new,
+                    |cur| match cur {
+                        Some(e) if e.expires_at().is_some() => {
+                            done.set(true);
+                            Compute::SetExpiry(Expiry::Never)
+                        }
+                        _ => Compute::Keep,
+                    },
+                    |_| {
+                        if done.get() {
                             self.log(&[b"PERSIST", args[1]]);
                         }
-                        has
-                    });
-                    out.integer(i64::from(done));
+                    },
+                );
+                out.integer(i64::from(done.get()));
+            }
+            Cmd::Type => {
+                let found = cache.contains_key(args[1]);
+                out.simple(if found { "string" } else { "none" });
+            }
+            Cmd::Append => self.append(args, out),
+            Cmd::Strlen => {
+                let n = cache.peek_with(args[1], |v| v.len()).unwrap_or(0);
+                out.integer(n as i64);
+            }
+            Cmd::Getrange | Cmd::Substr => {
+                let (Some(start), Some(end)) = (parse_i64(args[2]), parse_i64(args[3])) else {
+                    out.error(E_NOT_INT);
+                    return Flow::Continue;
+                };
+                if cache
+                    .peek_with(args[1], |v| out.bulk(getrange(v.as_slice(), start, end)))
+                    .is_none()
+                {
+                    out.bulk(b"");
                 }
-                Cmd::Type => {
-                    let found =
-                        self.with_key(args[1], |s, h| s.get_quiet(h, args[1], now_ms).is_some());
-                    out.simple(if found { "string" } else { "none" });
+            }
+            Cmd::Setrange => self.setrange(args, out),
+            Cmd::Keys => {
+                let mut keys = Vec::new();
+                let all = args[1] == b"*";
+                cache.for_each(|k, _| {
+                    if all || glob::matches(args[1], k.as_slice()) {
+                        keys.push(k.to_bytes());
+                    }
+                });
+                out.array_len(keys.len());
+                for k in &keys {
+                    out.bulk(k);
                 }
-                Cmd::Append => {
-                    let r = self.with_key(args[1], |s, h| {
-                        let max = self.settings.limits.max_bulk_len;
-                        if let Some(e) = s.get_quiet(h, args[1], now_ms) {
-                            let old_len = e.value().len();
-                            let new_len = old_len + args[2].len();
-                            if new_len > max {
-                                return Err(E_TOO_BIG);
+            }
+            Cmd::Scan => self.scan(args, out),
+            Cmd::Rename | Cmd::Renamenx => self.rename(args, cmd == Cmd::Renamenx, out),
+            Cmd::Randomkey => {
+                let n = self.ks.shard_count() as u64;
+                let start = (now_ms.wrapping_mul(2_654_435_761) ^ sess.id) % n;
+                let mut found = None;
+                for cursor in [start << 32, 0] {
+                    let mut c = cursor;
+                    loop {
+                        c = cache.scan(c, 1, |k, _| {
+                            if found.is_none() {
+                                found = Some(k.to_bytes());
                             }
-                            let mut v = Vec::with_capacity(new_len);
-                            v.extend_from_slice(e.value());
-                            v.extend_from_slice(args[2]);
-                            e.set_value(&v);
-                            s.resized(old_len, new_len);
-                            self.log(&[b"APPEND", args[1], args[2]]);
-                            Ok(new_len)
-                        } else {
-                            s.set(h, args[1], args[2], Some(0), now_ms);
-                            self.log(&[b"APPEND", args[1], args[2]]);
-                            Ok(args[2].len())
-                        }
-                    });
-                    match r {
-                        Ok(n) => out.integer(n as i64),
-                        Err(e) => out.error(e),
-                    }
-                }
-                Cmd::Strlen => {
-                    let n = self.with_key(args[1], |s, h| {
-                        s.get_quiet(h, args[1], now_ms)
-                            .map_or(0, |e| e.value().len())
-                    });
-                    out.integer(n as i64);
-                }
-                Cmd::Getrange | Cmd::Substr => {
-                    let (Some(start), Some(end)) = (parse_i64(args[2]), parse_i64(args[3])) else {
-                        out.error(E_NOT_INT);
-                        return Flow::Continue;
-                    };
-                    let v = self.with_key(args[1], |s, h| {
-                        s.get_quiet(h, args[1], now_ms).map(|e| e.value_bytes())
-                    });
-                    let v = v.unwrap_or_default();
-                    out.bulk(getrange(&v, start, end));
-                }
-                Cmd::Setrange => self.setrange(args, out, now_ms),
-                Cmd::Keys => {
-                    let mut keys = Vec::new();
-                    let all = args[1] == b"*";
-                    for i in 0..self.ks.shard_count() {
-                        let s = self.ks.lock(i);
-                        for e in s.live_entries(now_ms) {
-                            if all || glob::matches(args[1], e.key()) {
-                                keys.push(Bytes::copy_from_slice(e.key()));
-                            }
-                        }
-                    }
-                    out.array_len(keys.len());
-                    for k in &keys {
-                        out.bulk(k);
-                    }
-                }
-                Cmd::Scan => self.scan(args, out, now_ms),
-                Cmd::Rename | Cmd::Renamenx => self.rename(args, cmd == Cmd::Renamenx, out, now_ms),
-                Cmd::Randomkey => {
-                    let n = self.ks.shard_count();
-                    let start = (now_ms as usize).wrapping_mul(2_654_435_761) % n;
-                    let mut found = None;
-                    for i in 0..n {
-                        let s = self.ks.lock((start + i) % n);
-                        if let Some(e) = s.live_entries(now_ms).next() {
-                            found = Some(Bytes::copy_from_slice(e.key()));
+                        });
+                        if found.is_some() || c == 0 {
                             break;
                         }
                     }
-                    match found {
-                        Some(k) => out.bulk(&k),
-                        None => out.null(),
+                    if found.is_some() {
+                        break;
                     }
                 }
-                Cmd::Hello => return self.hello(sess, args, out),
-                Cmd::Auth => self.auth(sess, args, out),
-                Cmd::Quit => {
-                    out.ok();
-                    return Flow::Close;
-                }
-                Cmd::Select => match parse_i64(args[1]) {
-                    None => out.error(E_NOT_INT),
-                    Some(0) => out.ok(),
-                    Some(_) => out.error("ERR DB index is out of range"),
-                },
-                Cmd::Command => self.command(args, out),
-                Cmd::Info => self.info(args, out),
-                Cmd::Dbsize => out.integer(self.ks.len() as i64),
-                Cmd::Flushdb | Cmd::Flushall => {
-                    if args.len() > 2
-                        || (args.len() == 2
-                            && !args[1].eq_ignore_ascii_case(b"sync")
-                            && !args[1].eq_ignore_ascii_case(b"async"))
-                    {
-                        out.error(E_SYNTAX);
-                        return Flow::Continue;
-                    }
-                    let mut guards = self.ks.lock_all();
-                    for g in guards.iter_mut() {
-                        g.clear();
-                    }
-                    self.log(&[b"FLUSHALL"]);
-                    drop(guards);
-                    out.ok();
-                }
-                Cmd::Cluster => {
-                    if args[1].eq_ignore_ascii_case(b"keyslot") {
-                        if args.len() != 3 {
-                            wrong_arity(out, "cluster|keyslot");
-                        } else {
-                            out.integer(i64::from(key_slot(args[2])));
-                        }
-                    } else {
-                        out.error("ERR This instance has cluster support disabled");
-                    }
-                }
-                Cmd::Config => self.config(args, out),
-                Cmd::Client => self.client(sess, args, out),
-                Cmd::Lastsave => out.integer((now_ms / 1000) as i64),
-                Cmd::Time => {
-                    let us = now_ms * 1000;
-                    out.array_len(2);
-                    out.bulk(itoa::Buffer::new().format(us / 1_000_000).as_bytes());
-                    out.bulk(itoa::Buffer::new().format(us % 1_000_000).as_bytes());
+                match found {
+                    Some(k) => out.bulk(&k),
+                    None => out.null(),
                 }
             }
-            Flow::Continue
-        })();
-        if self.eviction.is_some() {
-            self.after_command(cmd, flags, args, now_ms);
-        }
-        flow
-    }
-
-    /// Keeps the kuai-cache eviction index in step with the keyspace: reads
-    /// record an access, writes record the key's new weight (or its removal),
-    /// and keys the index evicted are deleted (and logged) here, outside
-    /// every lock.
-    fn after_command(&self, cmd: Cmd, flags: u8, args: &[&[u8]], now_ms: u64) {
-        let Some(ev) = &self.eviction else { return };
-        if matches!(cmd, Cmd::Flushdb | Cmd::Flushall) {
-            ev.cache.invalidate_all();
-            ev.evicted.lock().clear();
-            return;
-        }
-        if let Some((first, end, step)) = key_span(cmd, args.len()) {
-            for &key in args[first..end].iter().step_by(step) {
-                if flags & F_WRITE != 0 {
-                    let size = self.with_key(key, |s, h| {
-                        s.get_quiet(h, key, now_ms).map(|e| e.value().len())
-                    });
-                    match size {
-                        Some(n) => ev.cache.insert(Bytes::copy_from_slice(key), n as u32),
-                        None => ev.cache.invalidate(key),
+            Cmd::Hello => return self.hello(sess, args, out),
+            Cmd::Auth => self.auth(sess, args, out),
+            Cmd::Quit => {
+                out.ok();
+                return Flow::Close;
+            }
+            Cmd::Select => match parse_i64(args[1]) {
+                None => out.error(E_NOT_INT),
+                Some(0) => out.ok(),
+                Some(_) => out.error("ERR DB index is out of range"),
+            },
+            Cmd::Command => self.command(args, out),
+            Cmd::Info => self.info(args, out),
+            Cmd::Dbsize => out.integer(self.ks.len() as i64),
+            Cmd::Flushdb | Cmd::Flushall => {
+                if args.len() > 2
+                    || (args.len() == 2
+                        && !args[1].eq_ignore_ascii_case(b"sync")
+                        && !args[1].eq_ignore_ascii_case(b"async"))
+                {
+                    out.error(E_SYNTAX);
+                    return Flow::Continue;
+                }
+                self.ks.clear();
+                self.log(&[b"FLUSHALL"]);
+                out.ok();
+            }
+            Cmd::Cluster => {
+                if args[1].eq_ignore_ascii_case(b"keyslot") {
+                    if args.len() != 3 {
+                        wrong_arity(out, "cluster|keyslot");
+                    } else {
+                        out.integer(i64::from(key_slot(args[2])));
                     }
                 } else {
-                    let _ = ev.cache.get(key);
+                    out.error("ERR This instance has cluster support disabled");
                 }
             }
+            Cmd::Config => self.config(args, out),
+            Cmd::Client => self.client(sess, args, out),
+            Cmd::Lastsave => out.integer((now_ms / 1000) as i64),
+            Cmd::Time => {
+                let us = now_ms * 1000;
+                out.array_len(2);
+                out.bulk(itoa::Buffer::new().format(us / 1_000_000).as_bytes());
+                out.bulk(itoa::Buffer::new().format(us % 1_000_000).as_bytes());
+            }
         }
-        let victims = std::mem::take(&mut *ev.evicted.lock());
-        for k in victims {
-            self.with_key(&k, |s, h| {
-                if s.remove(h, &k, now_ms).is_some() {
-                    s.stats.evicted += 1;
-                    self.log(&[b"DEL", &k]);
-                }
-            });
-        }
+        Flow::Continue
     }
 
     #[inline]
-    fn get(&self, args: &[&[u8]], out: &mut ReplyBuf, now_ms: u64) {
-        self.with_key(args[1], |s, h| match s.get(h, args[1], now_ms) {
-            Some(e) => {
-                self.ks.touch(e);
-                e.reply_value(out)
-            }
-            None => out.null(),
-        })
+    fn get(&self, args: &[&[u8]], out: &mut ReplyBuf) {
+        if self
+            .ks
+            .cache()
+            .get_with(args[1], |v| v.reply(out))
+            .is_none()
+        {
+            out.null();
+        }
+    }
+
+    /// Deletes `key` (logged); whether it was live.
+    fn delete(&self, key: &[u8]) -> bool {
+        let r = self.ks.cache().compute_ref(
+            key,
+            Blob::new,
+            |cur| match cur {
+                Some(_) => Compute::Remove,
+                None => Compute::Keep,
+            },
+            |old| {
+                if old.is_some() {
+                    self.log(&[b"DEL", key]);
+                }
+            },
+        );
+        matches!(r, Ok(Some(_)))
     }
 
     /// Stores a value with a TTL (`Some(0)` = none, `None` = keep), deleting
-    /// instead when the TTL is already in the past.
-    fn store(&self, key: &[u8], value: &[u8], expire_at: Option<u64>, now_ms: u64) {
-        self.with_key(key, |s, h| {
-            self.store_locked(s, h, key, value, expire_at, now_ms)
-        })
-    }
-
-    /// [`store`](Self::store) with the key's shard already locked.
-    fn store_locked(
+    /// instead when the TTL is already in the past. Errors mean `-OOM`.
+    fn store(
         &self,
-        s: &mut Shard,
-        h: KeyHash,
         key: &[u8],
         value: &[u8],
         expire_at: Option<u64>,
         now_ms: u64,
-    ) {
+    ) -> Result<(), CacheError> {
         if let Some(t) = expire_at {
             if t != 0 && t <= now_ms {
-                s.remove(h, key, now_ms);
-                self.log(&[b"DEL", key]);
-                return;
+                self.delete(key);
+                return Ok(());
             }
         }
-        s.set(h, key, value, expire_at, now_ms);
+        let expiry = match expire_at {
+            None => Expiry::Keep,
+            Some(t) => self.ks.expiry_for(key, t),
+        };
+        // Copy the value before taking the shard lock.
+        let v = Blob::new(value);
+        self.ks
+            .cache()
+            .compute_ref(
+                key,
+                Blob::new,
+                move |_| Compute::Insert(v, expiry),
+                |_| self.log_store(key, value, expire_at),
+            )
+            .map(|_| ())
+    }
+
+    fn log_store(&self, key: &[u8], value: &[u8], expire_at: Option<u64>) {
         if self.aof.is_some() {
             match expire_at {
                 None => self.log(&[b"SET", key, value, b"KEEPTTL"]),
@@ -945,9 +842,11 @@ impl Db {
 
     fn set(&self, args: &[&[u8]], out: &mut ReplyBuf, now_ms: u64) {
         if args.len() == 3 {
-            // The hot path: a plain SET, one hash and one lock.
-            self.store(args[1], args[2], Some(0), now_ms);
-            out.ok();
+            // The hot path: a plain SET.
+            match self.store(args[1], args[2], Some(0), now_ms) {
+                Ok(()) => out.ok(),
+                Err(_) => out.error(E_OOM),
+            }
             return;
         }
         let Some(o) = parse_set_opts(args, 3, true) else {
@@ -962,30 +861,54 @@ impl Db {
             None if o.keepttl => None,
             None => Some(0),
         };
-        let key = &args[1];
+        let (key, value) = (args[1], args[2]);
         if !o.nx && !o.xx && !o.get {
-            self.store(key, args[2], expire_at, now_ms);
-            out.ok();
+            match self.store(key, value, expire_at, now_ms) {
+                Ok(()) => out.ok(),
+                Err(_) => out.error(E_OOM),
+            }
             return;
         }
-        let h = self.ks.hash(key);
-        let mut s = self.ks.lock(self.ks.shard_of(h));
-        let old = s.get_quiet(h, key, now_ms).map(|e| e.value_bytes());
-        if o.get {
+        let past = matches!(expire_at, Some(t) if t != 0 && t <= now_ms);
+        let did = Cell::new(Did::Nothing);
+        let mut old: Option<Bytes> = None;
+        let r = self.ks.cache().compute_ref(
+            key,
+            Blob::new,
+            |cur| {
+                if o.get {
+                    old = cur.as_ref().map(|e| e.value().to_bytes());
+                }
+                let exists = cur.is_some();
+                if (o.nx && exists) || (o.xx && !exists) {
+                    Compute::Keep
+                } else if past {
+                    did.set(Did::Deleted);
+                    Compute::Remove
+                } else {
+                    did.set(Did::Wrote);
+                    let expiry = match expire_at {
+                        None => Expiry::Keep,
+                        Some(t) => self.ks.expiry_for(key, t),
+                    };
+                    Compute::Insert(Blob::new(value), expiry)
+                }
+            },
+            |_| match did.get() {
+                Did::Wrote => self.log_store(key, value, expire_at),
+                d => self.log_did(key, d),
+            },
+        );
+        if r.is_err() {
+            out.error(E_OOM);
+        } else if o.get {
             match &old {
                 Some(v) => out.bulk_bytes(v),
                 None => out.null(),
             }
-        }
-        if (o.nx && old.is_some()) || (o.xx && old.is_none()) {
-            if !o.get {
-                out.null();
-            }
-            return;
-        }
-        self.store_locked(&mut s, h, key, args[2], expire_at, now_ms);
-        drop(s);
-        if !o.get {
+        } else if did.get() == Did::Nothing {
+            out.null();
+        } else {
             out.ok();
         }
     }
@@ -1002,134 +925,149 @@ impl Db {
             },
             None => None,
         };
-        let key = &args[1];
-        let v = self.with_key(key, |s, h| {
-            let v = s.get(h, key, now_ms).map(|e| e.value_bytes())?;
-            if let Some(t) = expire_at {
-                if t <= now_ms {
-                    s.remove(h, key, now_ms);
-                    self.log(&[b"DEL", key]);
-                } else {
-                    s.set_expire(h, key, t, now_ms);
-                    self.log_pexpireat(key, t);
+        let key = args[1];
+        let did = Cell::new(Did::Nothing);
+        let mut found = false;
+        let _ = self.ks.cache().compute_ref(
+            key,
+            Blob::new,
+            |cur| {
+                let Some(e) = cur else {
+                    return Compute::Keep;
+                };
+                found = true;
+                e.value().reply(out);
+                match expire_at {
+                    Some(t) if t <= now_ms => {
+                        did.set(Did::Deleted);
+                        Compute::Remove
+                    }
+                    Some(t) => {
+                        did.set(Did::Expire(t));
+                        Compute::SetExpiry(self.ks.expiry_for(key, t))
+                    }
+                    None if o.persist && e.expires_at().is_some() => {
+                        did.set(Did::Persisted);
+                        Compute::SetExpiry(Expiry::Never)
+                    }
+                    None => Compute::Keep,
                 }
-            } else if o.persist
-                && s.get_quiet(h, key, now_ms)
-                    .is_some_and(|e| e.expire_at != 0)
-            {
-                s.set_expire(h, key, 0, now_ms);
-                self.log(&[b"PERSIST", key]);
-            }
-            Some(v)
-        });
-        match v {
-            Some(v) => out.bulk_bytes(&v),
-            None => out.null(),
+            },
+            |_| self.log_did(key, did.get()),
+        );
+        if !found {
+            out.null();
         }
     }
 
-    fn incr_by(&self, key: &[u8], by: i64, out: &mut ReplyBuf, now_ms: u64) {
-        let r = self.with_key(key, |s, h| {
-            let mut buf = itoa::Buffer::new();
-            let text;
-            let resized = match s.get_quiet(h, key, now_ms) {
-                Some(e) => {
-                    let cur = parse_i64(e.value()).ok_or(E_NOT_INT)?;
-                    let n = cur.checked_add(by).ok_or(E_OVERFLOW)?;
-                    text = buf.format(n).as_bytes();
-                    let old_len = e.value().len();
-                    e.set_value(text);
-                    Some((old_len, n))
+    fn incr_by(&self, key: &[u8], by: i64, out: &mut ReplyBuf) {
+        let res: Cell<Result<i64, &'static str>> = Cell::new(Err(E_NOT_INT));
+        let r = self.ks.cache().compute_ref(
+            key,
+            Blob::new,
+            |cur| {
+                let n = match cur {
+                    Some(e) => match parse_i64(e.value().as_slice()) {
+                        None => return Compute::Keep,
+                        Some(cur) => match cur.checked_add(by) {
+                            None => {
+                                res.set(Err(E_OVERFLOW));
+                                return Compute::Keep;
+                            }
+                            Some(n) => n,
+                        },
+                    },
+                    None => by,
+                };
+                res.set(Ok(n));
+                Compute::Insert(
+                    Blob::new(itoa::Buffer::new().format(n).as_bytes()),
+                    Expiry::Keep,
+                )
+            },
+            |_| {
+                if let (Some(_), Ok(n)) = (&self.aof, res.get()) {
+                    let mut b = itoa::Buffer::new();
+                    self.log(&[b"SET", key, b.format(n).as_bytes(), b"KEEPTTL"]);
                 }
-                None => {
-                    text = buf.format(by).as_bytes();
-                    s.set(h, key, text, Some(0), now_ms);
-                    None
-                }
-            };
-            let n = match resized {
-                Some((old_len, n)) => {
-                    s.resized(old_len, text.len());
-                    n
-                }
-                None => by,
-            };
-            if self.aof.is_some() {
-                self.log(&[b"SET", key, text, b"KEEPTTL"]);
-            }
-            Ok(n)
-        });
-        match r {
-            Ok(n) => out.integer(n),
-            Err(e) => out.error(e),
+            },
+        );
+        match (r, res.get()) {
+            (Err(_), _) => out.error(E_OOM),
+            (Ok(_), Ok(n)) => out.integer(n),
+            (Ok(_), Err(e)) => out.error(e),
         }
     }
 
-    fn incrbyfloat(&self, args: &[&[u8]], out: &mut ReplyBuf, now_ms: u64) {
-        let key = &args[1];
-        let r = self.with_key(key, |s, h| {
-            let cur = match s.get_quiet(h, key, now_ms) {
-                Some(e) => parse_float(e.value()).ok_or(E_NOT_FLOAT)?,
-                None => 0.0,
-            };
-            let by = parse_float(args[2]).ok_or(E_NOT_FLOAT)?;
-            let n = cur + by;
-            if !n.is_finite() {
-                return Err("ERR increment would produce NaN or Infinity");
-            }
-            let text = format_float(n);
-            s.set(h, key, text.as_bytes(), None, now_ms);
-            self.log(&[b"SET", key, text.as_bytes(), b"KEEPTTL"]);
-            Ok(text)
-        });
-        match r {
-            Ok(t) => out.bulk(t.as_bytes()),
-            Err(e) => out.error(e),
+    fn incrbyfloat(&self, args: &[&[u8]], out: &mut ReplyBuf) {
+        let key = args[1];
+        let res: RefCell<Result<String, &'static str>> = RefCell::new(Err(E_NOT_FLOAT));
+        let r = self.ks.cache().compute_ref(
+            key,
+            Blob::new,
+            |cur| {
+                let cur = match cur {
+                    Some(e) => match parse_float(e.value().as_slice()) {
+                        Some(v) => v,
+                        None => return Compute::Keep,
+                    },
+                    None => 0.0,
+                };
+                let Some(by) = parse_float(args[2]) else {
+                    return Compute::Keep;
+                };
+                let n = cur + by;
+                if !n.is_finite() {
+                    *res.borrow_mut() = Err("ERR increment would produce NaN or Infinity");
+                    return Compute::Keep;
+                }
+                let text = format_float(n);
+                let v = Blob::new(text.as_bytes());
+                *res.borrow_mut() = Ok(text);
+                Compute::Insert(v, Expiry::Keep)
+            },
+            |_| {
+                if let Ok(t) = &*res.borrow() {
+                    self.log(&[b"SET", key, t.as_bytes(), b"KEEPTTL"]);
+                }
+            },
+        );
+        match (r, res.into_inner()) {
+            (Err(_), _) => out.error(E_OOM),
+            (Ok(_), Ok(t)) => out.bulk(t.as_bytes()),
+            (Ok(_), Err(e)) => out.error(e),
         }
     }
 
-    fn mset(&self, args: &[&[u8]], nx: bool, name: &str, out: &mut ReplyBuf, now_ms: u64) {
+    /// MSET / MSETNX: every key's shard is locked for the whole command
+    /// (`Cache::batch`), so no client sees it half done.
+    fn mset(&self, args: &[&[u8]], nx: bool, name: &str, out: &mut ReplyBuf) {
         if args.len() % 2 == 0 {
             wrong_arity(out, name);
             return;
         }
-        // Lock every involved shard in index order: MSET is atomic.
         let pairs = &args[1..];
-        let idx: Vec<(usize, KeyHash)> = pairs
-            .chunks(2)
-            .map(|p| {
-                let h = self.ks.hash(p[0]);
-                (self.ks.shard_of(h), h)
-            })
-            .collect();
-        let mut order: Vec<usize> = idx.iter().map(|x| x.0).collect();
-        order.sort_unstable();
-        order.dedup();
-        let mut guards: Vec<(usize, parking_lot::MutexGuard<'_, Shard>)> =
-            order.iter().map(|&i| (i, self.ks.lock(i))).collect();
-        let find = |guards: &[(usize, parking_lot::MutexGuard<'_, Shard>)], i: usize| {
-            guards.iter().position(|g| g.0 == i).unwrap_or(0)
-        };
-        if nx {
-            for (p, (si, h)) in pairs.chunks(2).zip(idx.iter()) {
-                let g = find(&guards, *si);
-                if guards[g].1.get_quiet(*h, p[0], now_ms).is_some() {
-                    out.integer(0);
-                    return;
-                }
+        let keys: Vec<&[u8]> = pairs.chunks(2).map(|p| p[0]).collect();
+        let r = self.ks.cache().batch(&keys, |b| {
+            if nx && keys.iter().any(|k| b.peek_with(*k, |_| ()).is_some()) {
+                return Ok(false);
             }
+            for p in pairs.chunks(2) {
+                b.compute_ref(
+                    p[0],
+                    Blob::new,
+                    |_| Compute::Insert(Blob::new(p[1]), Expiry::Never),
+                    |_| self.log_set(p[0], p[1], 0),
+                )?;
+            }
+            Ok::<_, CacheError>(true)
+        });
+        match r {
+            Err(_) => out.error(E_OOM),
+            Ok(false) => out.integer(0),
+            Ok(true) if nx => out.integer(1),
+            Ok(true) => out.ok(),
         }
-        for (p, (si, h)) in pairs.chunks(2).zip(idx.iter()) {
-            let g = find(&guards, *si);
-            guards[g].1.set(*h, p[0], p[1], Some(0), now_ms);
-        }
-        if self.aof.is_some() {
-            let mut v: Vec<&[u8]> = vec![b"MSET"];
-            v.extend(pairs.iter().map(|b| &b[..]));
-            self.log(&v);
-        }
-        drop(guards);
-        if nx { out.integer(1) } else { out.ok() }
     }
 
     fn expire(
@@ -1183,30 +1121,72 @@ impl Db {
             return;
         }
         when += base;
-        let key = &args[1];
-        let r = self.with_key(key, |s, h| {
-            let cur = s.get_quiet(h, key, now_ms)?.expire_at;
-            let cur = if cur == 0 { -1 } else { cur as i64 };
-            if (nx && cur != -1)
-                || (xx && cur == -1)
-                || (gt && (when <= cur || cur == -1))
-                || (lt && cur != -1 && when >= cur)
-            {
-                return Some(0);
-            }
-            if when <= now_ms as i64 {
-                s.remove(h, key, now_ms);
-                self.log(&[b"DEL", key]);
-            } else {
-                s.set_expire(h, key, when as u64, now_ms);
-                self.log_pexpireat(key, when as u64);
-            }
-            Some(1)
-        });
-        out.integer(r.unwrap_or(0));
+        let key = args[1];
+        let did = Cell::new(Did::Nothing);
+        let _ = self.ks.cache().compute_ref(
+            key,
+            Blob::new,
+            |cur| {
+                let Some(e) = cur else {
+                    return Compute::Keep;
+                };
+                let cur = e
+                    .expires_at()
+                    .map_or(-1, |at| self.ks.deadline_ms(key, at) as i64);
+                if (nx && cur != -1)
+                    || (xx && cur == -1)
+                    || (gt && (when <= cur || cur == -1))
+                    || (lt && cur != -1 && when >= cur)
+                {
+                    return Compute::Keep;
+                }
+                if when <= now_ms as i64 {
+                    did.set(Did::Deleted);
+                    Compute::Remove
+                } else {
+                    did.set(Did::Expire(when as u64));
+                    Compute::SetExpiry(self.ks.expiry_for(key, when as u64))
+                }
+            },
+            |_| self.log_did(key, did.get()),
+        );
+        out.integer(i64::from(did.get() != Did::Nothing));
     }
 
-    fn setrange(&self, args: &[&[u8]], out: &mut ReplyBuf, now_ms: u64) {
+    fn append(&self, args: &[&[u8]], out: &mut ReplyBuf) {
+        let (key, tail) = (args[1], args[2]);
+        let max = self.settings.limits.max_bulk_len;
+        let res: Cell<Result<usize, &'static str>> = Cell::new(Ok(0));
+        let r = self.ks.cache().compute_ref(
+            key,
+            Blob::new,
+            |cur| {
+                let old = cur.as_ref().map_or(&[][..], |e| e.value().as_slice());
+                let new_len = old.len() + tail.len();
+                if new_len > max {
+                    res.set(Err(E_TOO_BIG));
+                    return Compute::Keep;
+                }
+                let mut v = Vec::with_capacity(new_len);
+                v.extend_from_slice(old);
+                v.extend_from_slice(tail);
+                res.set(Ok(new_len));
+                Compute::Insert(Blob::from_vec(v), Expiry::Keep)
+            },
+            |_| {
+                if res.get().is_ok() {
+                    self.log(&[b"APPEND", key, tail]);
+                }
+            },
+        );
+        match (r, res.get()) {
+            (Err(_), _) => out.error(E_OOM),
+            (Ok(_), Ok(n)) => out.integer(n as i64),
+            (Ok(_), Err(e)) => out.error(e),
+        }
+    }
+
+    fn setrange(&self, args: &[&[u8]], out: &mut ReplyBuf) {
         let Some(offset) = parse_i64(args[2]) else {
             out.error(E_NOT_INT);
             return;
@@ -1215,82 +1195,114 @@ impl Db {
             out.error("ERR offset is out of range");
             return;
         }
-        let key = &args[1];
-        let val = &args[3];
+        let (key, val) = (args[1], args[3]);
         let offset = offset as usize;
-        let r = self.with_key(key, |s, h| {
-            let cur = s.get_quiet(h, key, now_ms).map(|e| e.value_bytes());
-            match cur {
-                None if val.is_empty() => return Ok(0),
-                Some(c) if val.is_empty() => return Ok(c.len()),
-                _ => {}
+        let max = self.settings.limits.max_bulk_len;
+        let wrote = Cell::new(false);
+        let res: Cell<Result<usize, &'static str>> = Cell::new(Ok(0));
+        let r = self.ks.cache().compute_ref(
+            key,
+            Blob::new,
+            |cur| {
+                let old = cur.as_ref().map(|e| e.value().as_slice());
+                match old {
+                    None if val.is_empty() => return Compute::Keep,
+                    Some(c) if val.is_empty() => {
+                        res.set(Ok(c.len()));
+                        return Compute::Keep;
+                    }
+                    _ => {}
+                }
+                if offset.saturating_add(val.len()) > max {
+                    res.set(Err(E_TOO_BIG));
+                    return Compute::Keep;
+                }
+                let old = old.unwrap_or_default();
+                let new_len = old.len().max(offset + val.len());
+                let mut v = Vec::with_capacity(new_len);
+                v.extend_from_slice(old);
+                v.resize(new_len, 0);
+                v[offset..offset + val.len()].copy_from_slice(val);
+                res.set(Ok(new_len));
+                wrote.set(true);
+                Compute::Insert(Blob::from_vec(v), Expiry::Keep)
+            },
+            |_| {
+                if wrote.get() {
+                    self.log(&[b"SETRANGE", key, args[2], val]);
+                }
+            },
+        );
+        match (r, res.get()) {
+            (Err(_), _) => out.error(E_OOM),
+            (Ok(_), Ok(n)) => out.integer(n as i64),
+            (Ok(_), Err(e)) => out.error(e),
+        }
+    }
+
+    /// RENAME / RENAMENX: both keys' shards are locked for the whole
+    /// command (`Cache::batch`); the value and its TTL move, uncopied.
+    fn rename(&self, args: &[&[u8]], nx: bool, out: &mut ReplyBuf) {
+        enum Done {
+            NoSuchKey,
+            Kept,
+            Moved,
+        }
+        let (src, dst) = (args[1], args[2]);
+        let r = self.ks.cache().batch(&[src, dst], |b| {
+            if b.peek_with(src, |_| ()).is_none() {
+                return Ok(Done::NoSuchKey);
             }
-            if offset.saturating_add(val.len()) > self.settings.limits.max_bulk_len {
-                return Err(E_TOO_BIG);
+            if src == dst || (nx && b.peek_with(dst, |_| ()).is_some()) {
+                return Ok(Done::Kept);
             }
-            let old = cur.unwrap_or_default();
-            let new_len = old.len().max(offset + val.len());
-            let mut v = Vec::with_capacity(new_len);
-            v.extend_from_slice(&old);
-            v.resize(new_len, 0);
-            v[offset..offset + val.len()].copy_from_slice(val);
-            s.set(h, key, &v, None, now_ms);
-            self.log(&[b"SETRANGE", key, args[2], val]);
-            Ok(new_len)
+            let mut expiry = Expiry::Never;
+            let removed = b.compute_ref(
+                src,
+                Blob::new,
+                |cur| {
+                    if let Some(at) = cur.and_then(|e| e.expires_at()) {
+                        expiry = self.ks.expiry_for(dst, self.ks.deadline_ms(src, at));
+                    }
+                    Compute::Remove
+                },
+                |_| (),
+            )?;
+            let Some(value) = removed else {
+                return Ok(Done::NoSuchKey);
+            };
+            let back = value.clone();
+            match b.compute_ref(
+                dst,
+                Blob::new,
+                move |_| Compute::Insert(value, expiry),
+                |_| self.log(&[b"RENAME", src, dst]),
+            ) {
+                Ok(_) => Ok(Done::Moved),
+                Err(e) => {
+                    // The destination's shard is full: put the source back
+                    // (it fits: its room was just freed).
+                    let _ = b.compute_ref(
+                        src,
+                        Blob::new,
+                        move |_| Compute::Insert(back, expiry),
+                        |_| (),
+                    );
+                    Err(e)
+                }
+            }
         });
         match r {
-            Ok(n) => out.integer(n as i64),
-            Err(e) => out.error(e),
+            Err(_) => out.error(E_OOM),
+            Ok(Done::NoSuchKey) => out.error("ERR no such key"),
+            Ok(Done::Kept) if nx => out.integer(0),
+            Ok(Done::Kept) => out.ok(),
+            Ok(Done::Moved) if nx => out.integer(1),
+            Ok(Done::Moved) => out.ok(),
         }
     }
 
-    fn rename(&self, args: &[&[u8]], nx: bool, out: &mut ReplyBuf, now_ms: u64) {
-        let (src, dst) = (&args[1], &args[2]);
-        let (hs, hd) = (self.ks.hash(src), self.ks.hash(dst));
-        let (is, id) = (self.ks.shard_of(hs), self.ks.shard_of(hd));
-        let (mut gs, mut gd) = if is == id {
-            (self.ks.lock(is), None)
-        } else if is < id {
-            let a = self.ks.lock(is);
-            (a, Some(self.ks.lock(id)))
-        } else {
-            let b = self.ks.lock(id);
-            (self.ks.lock(is), Some(b))
-        };
-        if gs.get_quiet(hs, src, now_ms).is_none() {
-            out.error("ERR no such key");
-            return;
-        }
-        if src == dst {
-            if nx {
-                out.integer(0)
-            } else {
-                out.ok()
-            }
-            return;
-        }
-        let dst_shard: &mut Shard = match gd.as_mut() {
-            Some(g) => g,
-            None => &mut gs,
-        };
-        if nx && dst_shard.get_quiet(hd, dst, now_ms).is_some() {
-            out.integer(0);
-            return;
-        }
-        let Some(e) = gs.remove(hs, src, now_ms) else {
-            out.error("ERR no such key");
-            return;
-        };
-        let entry = e.rekey(dst);
-        match gd.as_mut() {
-            Some(g) => g.put_entry(hd, entry, now_ms),
-            None => gs.put_entry(hd, entry, now_ms),
-        }
-        self.log(&[b"RENAME", src, dst]);
-        if nx { out.integer(1) } else { out.ok() }
-    }
-
-    fn scan(&self, args: &[&[u8]], out: &mut ReplyBuf, now_ms: u64) {
+    fn scan(&self, args: &[&[u8]], out: &mut ReplyBuf) {
         let Some(cursor) = std::str::from_utf8(args[1])
             .ok()
             .and_then(|s| s.parse::<u64>().ok())
@@ -1327,7 +1339,7 @@ impl Db {
             }
             i += 2;
         }
-        let (keys, next) = scan_keys(&self.ks, cursor, count, now_ms);
+        let (keys, next) = scan_keys(&self.ks, cursor, count);
         let want_type = type_filter.is_none_or(|t| t.eq_ignore_ascii_case(b"string"));
         let keys: Vec<Bytes> = keys
             .into_iter()
@@ -1584,20 +1596,12 @@ impl Db {
         }
         if want("memory") {
             let used = self.ks.used_memory();
-            if let Some(ev) = &self.eviction {
-                let _ = write!(
-                    t,
-                    "# Eviction\r\neviction_index:kuai-cache\r\neviction_index_policy:{:?}\r\neviction_index_keys:{}\r\neviction_index_weight:{}\r\n\r\n",
-                    ev.policy,
-                    ev.entry_count(),
-                    ev.weighted_size()
-                );
-            }
             let _ = write!(
                 t,
-                "# Memory\r\nused_memory:{used}\r\nmaxmemory:{}\r\nmaxmemory_policy:{}\r\n\r\n",
+                "# Memory\r\nused_memory:{used}\r\nmaxmemory:{}\r\nmaxmemory_policy:{}\r\nmaxmemory_cache_policy:{:?}\r\n\r\n",
                 self.ks.maxmemory(),
-                self.ks.policy().name()
+                self.ks.policy().name(),
+                self.ks.cache().policy()
             );
         }
         if want("persistence") {
@@ -1645,7 +1649,7 @@ impl Db {
             let b = self.buffers.stats();
             let _ = write!(
                 t,
-                "# Kuai\r\nkeyspace_shards:{}\r\nkeyspace:sharded-hashtable\r\nevent_loops:kuai-reactor\r\nbuffer_pool_hits:{}\r\nbuffer_pool_misses:{}\r\nbuffer_pool_bytes:{}\r\n",
+                "# Kuai\r\nkeyspace_shards:{}\r\nkeyspace:kuai-cache\r\nevent_loops:kuai-reactor\r\nbuffer_pool_hits:{}\r\nbuffer_pool_misses:{}\r\nbuffer_pool_bytes:{}\r\n",
                 self.ks.shard_count(),
                 b.hits,
                 b.misses,
@@ -1795,50 +1799,16 @@ pub fn getrange(v: &[u8], mut start: i64, mut end: i64) -> &[u8] {
     &v[start as usize..=end as usize]
 }
 
-/// One SCAN step. The cursor encodes `(shard, split bits, split index)`: a
-/// shard too big for one step is visited in `2^bits` passes that each return
-/// the keys whose hash falls in one split, so every key present for the whole
-/// scan is returned at least once even while shards grow.
-pub fn scan_keys(ks: &Keyspace, cursor: u64, count: usize, now_ms: u64) -> (Vec<Bytes>, u64) {
-    let n = ks.shard_count() as u64;
-    let mut shard = cursor >> 32;
-    let mut bits = ((cursor >> 24) & 0xff) as u32;
-    let mut split = cursor & 0xff_ffff;
+/// One SCAN step over the keyspace: `kuai::cache::Cache::scan`, whose cursor
+/// is `(shard << 32) | slab index`. Slab indices do not move while a key
+/// lives, so every key present for the whole scan is returned (once) however
+/// the tables grow or shrink meanwhile.
+pub fn scan_keys(ks: &Keyspace, cursor: u64, count: usize) -> (Vec<Bytes>, u64) {
     let mut keys = Vec::new();
-    if shard >= n {
-        return (keys, 0);
-    }
-    while shard < n {
-        let s = ks.lock(shard as usize);
-        if bits == 0 {
-            // Choose how many passes this shard needs (bits stored + 1).
-            let per = (s.len() / count.max(1)).max(1) as u64;
-            let b = (64 - per.leading_zeros()).min(20);
-            bits = b + 1;
-            split = 0;
-        }
-        let passes = 1u64 << (bits - 1);
-        for e in s.live_entries(now_ms) {
-            let h = ks.hash(e.key()).0;
-            if h.rotate_left(17) % passes == split {
-                keys.push(Bytes::copy_from_slice(e.key()));
-            }
-        }
-        drop(s);
-        split += 1;
-        if split >= passes {
-            shard += 1;
-            bits = 0;
-            split = 0;
-        }
-        if keys.len() >= count {
-            break;
-        }
-    }
-    if shard >= n {
-        return (keys, 0);
-    }
-    (keys, (shard << 32) | (u64::from(bits) << 24) | split)
+    let next = ks
+        .cache()
+        .scan(cursor, count, |k, _| keys.push(k.to_bytes()));
+    (keys, next)
 }
 
 #[cfg(test)]
@@ -1876,17 +1846,24 @@ mod tests {
 
     #[test]
     fn scan_visits_every_key() {
-        let ks = Keyspace::new(8);
+        let ks = Keyspace::new(
+            8,
+            0,
+            crate::keyspace::EvictionPolicy::NoEviction,
+            Arc::new(kuai::core::SystemClock),
+        )
+        .expect("ok");
         for i in 0..500 {
-            let k = Bytes::from(format!("k{i}"));
-            let h = ks.hash(&k);
-            ks.lock(ks.shard_of(h)).set(h, &k, b"v", Some(0), 0);
+            let k = Blob::new(format!("k{i}").as_bytes());
+            ks.cache()
+                .compute(k, |_| Compute::Insert(Blob::new(b"v"), Expiry::Never))
+                .expect("ok");
         }
         let mut seen = std::collections::HashSet::new();
         let mut cursor = 0;
         let mut steps = 0;
         loop {
-            let (keys, next) = scan_keys(&ks, cursor, 10, 0);
+            let (keys, next) = scan_keys(&ks, cursor, 10);
             seen.extend(keys);
             steps += 1;
             if next == 0 {

@@ -1,25 +1,47 @@
-//! The keyspace: string keys to string values with millisecond TTLs, sharded
-//! over mutex-guarded open-addressing tables.
+//! The keyspace: a weight-bounded `kuai::cache::Cache` of byte-string keys
+//! to byte-string values, with millisecond TTLs.
 //!
-//! A key is hashed once; the middle bits pick the shard, the low and top bits
-//! drive the shard's `hashbrown::HashTable` (so the shard choice does not
-//! correlate with the table's control bytes). Expired keys are removed lazily
-//! when touched and actively by [`Keyspace::sweep_expired`]. With a
-//! `maxmemory` budget, writes evict by sampling (approximate LRU or LFU, or
-//! random), or are refused under `noeviction`.
+//! `maxmemory` is the cache's weight bound (each key weighs its key and
+//! value bytes plus [`ENTRY_OVERHEAD`]); the eviction policy is the cache's:
+//! `allkeys-lru` → [`Policy::Lru`], `allkeys-lfu` → [`Policy::Lfu`],
+//! `allkeys-random` → [`Policy::Fifo`] (kuai-cache has no random policy;
+//! FIFO is the nearest insertion-order-blind choice), `noeviction` → the
+//! cache [rejects writes when full](kuai::cache::CacheBuilder::reject_when_full).
+//! The `volatile-*` policies map onto their `allkeys-*` counterparts (and
+//! `volatile-ttl` onto FIFO): they may evict keys without a TTL, where Redis
+//! would only evict keys with one.
+//!
+//! TTLs are absolute Unix milliseconds in the commands and the append-only
+//! file, and [`Instant`]s of the server's clock in the cache: the mapping is
+//! fixed at start, so a deadline written as `PXAT t` reads back as exactly
+//! `t`. Expired keys are never returned; the cache's timer wheel reclaims
+//! them as keys are written and when [`Keyspace::sweep_expired`] runs.
 
-use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::borrow::Borrow;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use bytes::Bytes;
-use hashbrown::{DefaultHashBuilder, HashTable};
-use parking_lot::{Mutex, MutexGuard};
+use kuai::cache::{Cache, CacheError, CacheStats, Expiry, Policy};
+use kuai::core::Clock;
 
 use crate::reply::{ReplyBuf, ZERO_COPY_THRESHOLD};
 
-/// Bytes charged per key on top of its key and value (table slot, allocator
-/// headers), for `maxmemory` accounting.
+/// Bytes charged per key on top of its key and value (the cache's slab
+/// node and table slot, and the timer links once TTLs are used), for
+/// `maxmemory` accounting.
 pub const ENTRY_OVERHEAD: usize = 96;
+
+/// Deadlines further out than this (kuai-cache counts nanoseconds in a
+/// `u64`, about 584 years) are stored in the cache as this far marker and
+/// their exact millisecond in a side table.
+const FAR: Duration = Duration::from_secs(400 * 365 * 24 * 3600);
+
+/// Each shard of a `maxmemory`-bounded keyspace holds at least this many
+/// bytes (fewer, bigger shards for small budgets: the bound is per shard).
+const MIN_SHARD_BYTES: usize = 16 << 20;
 
 /// What happens when `maxmemory` is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -27,22 +49,36 @@ pub enum EvictionPolicy {
     /// Refuse writes that add memory (`-OOM`).
     #[default]
     NoEviction,
-    /// Evict the least recently used key among a sample.
+    /// Evict the least recently used key.
     AllKeysLru,
-    /// Evict the least frequently used key among a sample.
+    /// Evict the least frequently used key.
     AllKeysLfu,
-    /// Evict a random key.
+    /// Evict "a random key": served by FIFO (the oldest write goes first).
     AllKeysRandom,
+    /// Served as `allkeys-lru` (keys without a TTL may be evicted too).
+    VolatileLru,
+    /// Served as `allkeys-lfu` (keys without a TTL may be evicted too).
+    VolatileLfu,
+    /// Served as `allkeys-random`, i.e. FIFO.
+    VolatileRandom,
+    /// Served by FIFO, not by the nearest deadline.
+    VolatileTtl,
 }
 
 impl EvictionPolicy {
-    /// Parses Redis's names (`noeviction`, `allkeys-lru`, `allkeys-lfu`, `allkeys-random`).
+    /// Parses Redis's names (`noeviction`, `allkeys-lru`, `allkeys-lfu`,
+    /// `allkeys-random`, `volatile-lru`, `volatile-lfu`, `volatile-random`,
+    /// `volatile-ttl`).
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s.to_ascii_lowercase().as_str() {
             "noeviction" => EvictionPolicy::NoEviction,
             "allkeys-lru" => EvictionPolicy::AllKeysLru,
             "allkeys-lfu" => EvictionPolicy::AllKeysLfu,
             "allkeys-random" => EvictionPolicy::AllKeysRandom,
+            "volatile-lru" => EvictionPolicy::VolatileLru,
+            "volatile-lfu" => EvictionPolicy::VolatileLfu,
+            "volatile-random" => EvictionPolicy::VolatileRandom,
+            "volatile-ttl" => EvictionPolicy::VolatileTtl,
             _ => return None,
         })
     }
@@ -54,123 +90,147 @@ impl EvictionPolicy {
             EvictionPolicy::AllKeysLru => "allkeys-lru",
             EvictionPolicy::AllKeysLfu => "allkeys-lfu",
             EvictionPolicy::AllKeysRandom => "allkeys-random",
+            EvictionPolicy::VolatileLru => "volatile-lru",
+            EvictionPolicy::VolatileLfu => "volatile-lfu",
+            EvictionPolicy::VolatileRandom => "volatile-random",
+            EvictionPolicy::VolatileTtl => "volatile-ttl",
+        }
+    }
+
+    /// The kuai-cache policy that serves this one.
+    pub fn cache_policy(self) -> Policy {
+        match self {
+            EvictionPolicy::AllKeysLru | EvictionPolicy::VolatileLru => Policy::Lru,
+            EvictionPolicy::AllKeysLfu | EvictionPolicy::VolatileLfu => Policy::Lfu,
+            // Nothing is evicted under noeviction: FIFO's hits cost nothing.
+            EvictionPolicy::NoEviction
+            | EvictionPolicy::AllKeysRandom
+            | EvictionPolicy::VolatileRandom
+            | EvictionPolicy::VolatileTtl => Policy::Fifo,
         }
     }
 }
 
-/// Where an entry keeps its bytes: small values share one allocation with
-/// the key; large ones are a shared `Bytes`, so replies can chain them
-/// without copying.
-#[derive(Debug, Clone)]
-enum Storage {
-    /// Key bytes followed by value bytes.
-    Inline(Box<[u8]>),
-    /// Key and a large value.
-    Large(Box<(Box<[u8]>, Bytes)>),
+/// The keyspace's hasher: foldhash (hashbrown's default), which is faster
+/// than kuai-cache's general-purpose hasher on short byte strings.
+pub type KeyHasher = hashbrown::DefaultHashBuilder;
+
+/// Bytes stored inline in a [`Blob`] (no allocation).
+const INLINE: usize = 22;
+
+/// A key or value: up to 22 bytes inline (no allocation), larger ones on the
+/// heap, and values of [`ZERO_COPY_THRESHOLD`] bytes or more as shared
+/// `Bytes` so replies chain them without copying. 24 bytes.
+///
+/// Hashes and compares as its bytes, so the keyspace is looked up by `&[u8]`.
+#[derive(Clone)]
+pub enum Blob {
+    /// Short: the bytes and their length.
+    Inline(u8, [u8; INLINE]),
+    /// Medium.
+    Heap(Box<[u8]>),
+    /// Large, shared with replies.
+    Shared(Box<Bytes>),
 }
 
-/// One key and its value: 32 bytes in the table (64-bit) plus one allocation for
-/// key and value (the per-key overhead decides RSS per key).
-#[derive(Debug, Clone)]
-pub struct Entry {
-    data: Storage,
-    klen: u32,
-    /// LRU: last access (coarse ticks); LFU: logarithmic access counter.
-    pub touched: u32,
-    /// Absolute expiry in Unix milliseconds; 0 = no TTL.
-    pub expire_at: u64,
-}
-
-impl Entry {
-    /// An entry for `key` = `value`.
-    pub fn new(key: &[u8], value: &[u8], expire_at: u64) -> Self {
-        let mut e = Entry {
-            data: Storage::Inline(Box::default()),
-            klen: key.len() as u32,
-            touched: 0,
-            expire_at,
-        };
-        e.store(key, value);
-        e
-    }
-
-    fn store(&mut self, key: &[u8], value: &[u8]) {
-        self.klen = key.len() as u32;
-        self.data = if value.len() >= ZERO_COPY_THRESHOLD {
-            Storage::Large(Box::new((key.into(), Bytes::copy_from_slice(value))))
+impl Blob {
+    /// Copies `b`.
+    #[inline]
+    pub fn new(b: &[u8]) -> Self {
+        if b.len() <= INLINE {
+            let mut buf = [0u8; INLINE];
+            buf[..b.len()].copy_from_slice(b);
+            Blob::Inline(b.len() as u8, buf)
+        } else if b.len() < ZERO_COPY_THRESHOLD {
+            Blob::Heap(b.into())
         } else {
-            let mut kv = Vec::with_capacity(key.len() + value.len());
-            kv.extend_from_slice(key);
-            kv.extend_from_slice(value);
-            Storage::Inline(kv.into_boxed_slice())
-        };
-    }
-
-    /// The key.
-    #[inline]
-    pub fn key(&self) -> &[u8] {
-        match &self.data {
-            Storage::Inline(kv) => &kv[..self.klen as usize],
-            Storage::Large(b) => &b.0,
+            Blob::Shared(Box::new(Bytes::copy_from_slice(b)))
         }
     }
 
-    /// The value.
-    #[inline]
-    pub fn value(&self) -> &[u8] {
-        match &self.data {
-            Storage::Inline(kv) => &kv[self.klen as usize..],
-            Storage::Large(b) => &b.1,
+    /// Takes `v` (no copy for large values).
+    pub fn from_vec(v: Vec<u8>) -> Self {
+        if v.len() >= ZERO_COPY_THRESHOLD {
+            Blob::Shared(Box::new(Bytes::from(v)))
+        } else if v.len() <= INLINE {
+            Blob::new(&v)
+        } else {
+            Blob::Heap(v.into_boxed_slice())
         }
     }
 
-    /// The value as `Bytes` (shared for large values, copied for small ones).
-    pub fn value_bytes(&self) -> Bytes {
-        match &self.data {
-            Storage::Inline(kv) => Bytes::copy_from_slice(&kv[self.klen as usize..]),
-            Storage::Large(b) => b.1.clone(),
+    /// The bytes.
+    #[inline]
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            Blob::Inline(n, b) => &b[..*n as usize],
+            Blob::Heap(b) => b,
+            Blob::Shared(b) => b,
+        }
+    }
+
+    /// The bytes as `Bytes` (shared for large values, copied otherwise).
+    pub fn to_bytes(&self) -> Bytes {
+        match self {
+            Blob::Shared(b) => (**b).clone(),
+            other => Bytes::copy_from_slice(other.as_slice()),
         }
     }
 
     /// Appends the value as a bulk reply: large values are chained, not copied.
     #[inline]
-    pub fn reply_value(&self, out: &mut ReplyBuf) {
-        match &self.data {
-            Storage::Inline(kv) => out.bulk(&kv[self.klen as usize..]),
-            Storage::Large(b) => out.bulk_bytes(&b.1),
+    pub fn reply(&self, out: &mut ReplyBuf) {
+        match self {
+            Blob::Shared(b) => out.bulk_bytes(b),
+            other => out.bulk(other.as_slice()),
         }
     }
 
-    /// Replaces the value (account the size change with [`Shard::resized`]).
-    pub fn set_value(&mut self, value: &[u8]) {
-        let key: Box<[u8]> = self.key().into();
-        self.store(&key, value);
-    }
-
-    /// The same entry under another key (RENAME).
-    pub fn rekey(&self, key: &[u8]) -> Entry {
-        let mut e = Entry::new(key, b"", self.expire_at);
-        match &self.data {
-            Storage::Large(b) => e.data = Storage::Large(Box::new((key.into(), b.1.clone()))),
-            Storage::Inline(_) => e.store(key, self.value()),
-        }
-        e.touched = self.touched;
-        e
-    }
-
+    /// Length in bytes.
     #[inline]
-    fn expired(&self, now_ms: u64) -> bool {
-        self.expire_at != 0 && self.expire_at <= now_ms
+    pub fn len(&self) -> usize {
+        self.as_slice().len()
     }
 
-    fn cost(&self) -> usize {
-        self.key().len() + self.value().len() + ENTRY_OVERHEAD
+    /// Whether it holds no byte.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
-/// Per-shard counters.
+impl fmt::Debug for Blob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_slice()))
+    }
+}
+
+impl Borrow<[u8]> for Blob {
+    #[inline]
+    fn borrow(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl Hash for Blob {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Exactly as `[u8]` hashes, as `Borrow` requires.
+        self.as_slice().hash(state)
+    }
+}
+
+impl PartialEq for Blob {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Blob {}
+
+/// The keyspace's counters (from the cache's statistics).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct ShardStats {
+pub struct KeyspaceStats {
     /// Lookups that found a live key.
     pub hits: u64,
     /// Lookups that found nothing.
@@ -181,326 +241,174 @@ pub struct ShardStats {
     pub evicted: u64,
 }
 
-/// One shard: a table plus its bookkeeping. Obtain it with [`Keyspace::lock`].
-#[derive(Debug, Default)]
-pub struct Shard {
-    table: HashTable<Entry>,
-    volatile: usize,
-    mem: usize,
-    /// This shard's counters.
-    pub stats: ShardStats,
-}
-
-/// A hashed key: compute once with [`Keyspace::hash`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeyHash(pub u64);
-
-impl Shard {
-    /// Live keys plus expired ones not yet removed.
-    pub fn len(&self) -> usize {
-        self.table.len()
-    }
-
-    /// Whether the shard holds no key.
-    pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
-    }
-
-    /// Keys with a TTL.
-    pub fn volatile(&self) -> usize {
-        self.volatile
-    }
-
-    /// Bytes charged to this shard.
-    pub fn mem(&self) -> usize {
-        self.mem
-    }
-
-    fn remove_found(&mut self, h: KeyHash, key: &[u8]) -> Option<Entry> {
-        match self.table.find_entry(h.0, |e| e.key() == key) {
-            Ok(occ) => {
-                let (e, _) = occ.remove();
-                if e.expire_at != 0 {
-                    self.volatile -= 1;
-                }
-                self.mem -= e.cost();
-                Some(e)
-            }
-            Err(_) => None,
-        }
-    }
-
-    /// The live entry for `key`, removing it first if it has expired.
-    #[inline]
-    pub fn get(&mut self, h: KeyHash, key: &[u8], now_ms: u64) -> Option<&mut Entry> {
-        let expired = match self.table.find(h.0, |e| e.key() == key) {
-            None => {
-                self.stats.misses += 1;
-                return None;
-            }
-            Some(e) => e.expired(now_ms),
-        };
-        if expired {
-            self.remove_found(h, key);
-            self.stats.expired += 1;
-            self.stats.misses += 1;
-            return None;
-        }
-        self.stats.hits += 1;
-        self.table.find_mut(h.0, |e| e.key() == key)
-    }
-
-    /// Like [`get`](Self::get) but without touching the hit/miss counters.
-    #[inline]
-    pub fn get_quiet(&mut self, h: KeyHash, key: &[u8], now_ms: u64) -> Option<&mut Entry> {
-        let expired = self.table.find(h.0, |e| e.key() == key)?.expired(now_ms);
-        if expired {
-            self.remove_found(h, key);
-            self.stats.expired += 1;
-            return None;
-        }
-        self.table.find_mut(h.0, |e| e.key() == key)
-    }
-
-    /// Removes `key` if it is live; returns the removed entry.
-    pub fn remove(&mut self, h: KeyHash, key: &[u8], now_ms: u64) -> Option<Entry> {
-        let e = self.remove_found(h, key)?;
-        if e.expired(now_ms) {
-            self.stats.expired += 1;
-            return None;
-        }
-        Some(e)
-    }
-
-    /// Sets `key` to `value`. `expire_at`: `Some(t)` sets the TTL (0 clears
-    /// it), `None` keeps the existing one (`KEEPTTL`). Returns whether a live
-    /// value was replaced.
-    pub fn set(
-        &mut self,
-        h: KeyHash,
-        key: &[u8],
-        value: &[u8],
-        expire_at: Option<u64>,
-        now_ms: u64,
-    ) -> bool {
-        if let Some(e) = self.table.find_mut(h.0, |e| e.key() == key) {
-            let was_live = !e.expired(now_ms);
-            let old_cost = e.cost();
-            let had_ttl = e.expire_at != 0;
-            e.set_value(value);
-            match expire_at {
-                Some(t) => e.expire_at = t,
-                None if !was_live => e.expire_at = 0,
-                None => {}
-            }
-            let has_ttl = e.expire_at != 0;
-            let new_cost = e.cost();
-            self.volatile = self.volatile + usize::from(has_ttl) - usize::from(had_ttl);
-            self.mem = self.mem + new_cost - old_cost;
-            return was_live;
-        }
-        let entry = Entry::new(key, value, expire_at.unwrap_or(0));
-        if entry.expire_at != 0 {
-            self.volatile += 1;
-        }
-        self.mem += entry.cost();
-        self.table.insert_unique(h.0, entry, |e| e.touched_hash());
-        false
-    }
-
-    /// Sets or clears the TTL of a live entry (0 clears). Returns false if
-    /// the key is missing.
-    pub fn set_expire(&mut self, h: KeyHash, key: &[u8], expire_at: u64, now_ms: u64) -> bool {
-        let Some(e) = self.get_quiet(h, key, now_ms) else {
-            return false;
-        };
-        let had = e.expire_at != 0;
-        e.expire_at = expire_at;
-        let has = expire_at != 0;
-        self.volatile = self.volatile + usize::from(has) - usize::from(had);
-        true
-    }
-
-    /// Accounts a value whose length changed in place from `old_len` bytes.
-    pub fn resized(&mut self, old_len: usize, new_len: usize) {
-        self.mem = self.mem + new_len - old_len;
-    }
-
-    /// Inserts a whole entry (RENAME), replacing any existing one.
-    pub fn put_entry(&mut self, h: KeyHash, entry: Entry, now_ms: u64) {
-        let key: Box<[u8]> = entry.key().into();
-        self.remove(h, &key, now_ms);
-        if entry.expire_at != 0 {
-            self.volatile += 1;
-        }
-        self.mem += entry.cost();
-        self.table.insert_unique(h.0, entry, |e| e.touched_hash());
-    }
-
-    /// Removes every key.
-    pub fn clear(&mut self) {
-        self.table = HashTable::new();
-        self.volatile = 0;
-        self.mem = 0;
-    }
-
-    /// Every live key (expired ones are skipped, not removed).
-    pub fn live_entries(&self, now_ms: u64) -> impl Iterator<Item = &Entry> {
-        self.table.iter().filter(move |e| !e.expired(now_ms))
-    }
-
-    /// Removes every expired key; returns how many.
-    pub fn sweep(&mut self, now_ms: u64) -> usize {
-        if self.volatile == 0 {
-            return 0;
-        }
-        let mut removed = 0;
-        let mut mem = 0;
-        self.table.retain(|e| {
-            if e.expired(now_ms) {
-                removed += 1;
-                mem += e.cost();
-                false
-            } else {
-                true
-            }
-        });
-        self.volatile -= removed;
-        self.mem -= mem;
-        self.stats.expired += removed as u64;
-        removed
-    }
-
-    /// Evicts one key chosen by `policy` among a sample; returns the bytes freed.
-    fn evict_one(&mut self, policy: EvictionPolicy, sample_seed: usize) -> usize {
-        const SAMPLE: usize = 8;
-        let len = self.table.len();
-        if len == 0 {
-            return 0;
-        }
-        let skip = sample_seed % len.max(1);
-        let victim = {
-            let mut best: Option<(&Entry, u32)> = None;
-            for e in self.table.iter().skip(skip.min(len - 1)).take(SAMPLE) {
-                let score = match policy {
-                    EvictionPolicy::AllKeysRandom => 0,
-                    _ => e.touched,
-                };
-                if best.is_none_or(|(_, s)| score < s) {
-                    best = Some((e, score));
-                }
-            }
-            best.map(|(e, _)| Box::<[u8]>::from(e.key()))
-        };
-        let Some(key) = victim else { return 0 };
-        let h = KeyHash(hasher().hash_one(&key[..]));
-        match self.remove_found(h, &key) {
-            Some(e) => {
-                self.stats.evicted += 1;
-                e.cost()
-            }
-            None => 0,
-        }
-    }
-}
-
-static GLOBAL_HASHER: std::sync::OnceLock<DefaultHashBuilder> = std::sync::OnceLock::new();
-
-#[inline]
-fn hasher() -> &'static DefaultHashBuilder {
-    GLOBAL_HASHER.get_or_init(DefaultHashBuilder::default)
-}
-
-impl Entry {
-    #[inline]
-    fn touched_hash(&self) -> u64 {
-        hasher().hash_one(self.key())
-    }
-}
-
-/// The sharded keyspace.
+/// The keyspace: a `kuai::cache::Cache<Blob, Blob>` plus the server's time
+/// base.
 ///
 /// ```
-/// use bytes::Bytes;
-/// use kuai_server::keyspace::Keyspace;
-/// let ks = Keyspace::new(16);
-/// let key = Bytes::from_static(b"k");
-/// let h = ks.hash(&key);
-/// let mut shard = ks.lock(ks.shard_of(h));
-/// shard.set(h, &key, b"v", Some(0), 0);
-/// assert_eq!(shard.get(h, &key, 0).unwrap().value(), b"v");
+/// use std::sync::Arc;
+/// use kuai::cache::{Compute, Expiry};
+/// use kuai::core::SystemClock;
+/// use kuai_server::keyspace::{Blob, EvictionPolicy, Keyspace};
+/// let ks = Keyspace::new(16, 0, EvictionPolicy::NoEviction, Arc::new(SystemClock))?;
+/// ks.cache().compute(Blob::new(b"k"), |_| Compute::Insert(Blob::new(b"v"), Expiry::Never))?;
+/// assert_eq!(ks.cache().peek_with(&b"k"[..], |v| v.to_bytes()).as_deref(), Some(&b"v"[..]));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug)]
 pub struct Keyspace {
-    shards: Box<[Mutex<Shard>]>,
-    mask: u64,
-    maxmemory: AtomicUsize,
-    policy: parking_lot::RwLock<EvictionPolicy>,
-    lru_clock: AtomicU64,
-    evict_cursor: AtomicUsize,
+    cache: Cache<Blob, Blob, KeyHasher>,
+    maxmemory: usize,
+    policy: EvictionPolicy,
+    clock: Arc<dyn Clock>,
+    base: Instant,
+    base_ms: u64,
+    /// Exact deadlines of keys whose deadline is past [`FAR`].
+    far: parking_lot::Mutex<std::collections::HashMap<Box<[u8]>, u64>>,
+}
+
+impl fmt::Debug for Keyspace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keyspace")
+            .field("cache", &self.cache)
+            .field("maxmemory", &self.maxmemory)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Keyspace {
-    /// A keyspace of `shards` shards (rounded up to a power of two).
-    pub fn new(shards: usize) -> Self {
-        let n = shards.clamp(1, 1 << 16).next_power_of_two();
-        Keyspace {
-            shards: (0..n).map(|_| Mutex::new(Shard::default())).collect(),
-            mask: (n - 1) as u64,
-            maxmemory: AtomicUsize::new(0),
-            policy: parking_lot::RwLock::new(EvictionPolicy::NoEviction),
-            lru_clock: AtomicU64::new(0),
-            evict_cursor: AtomicUsize::new(0),
-        }
+    /// A keyspace of up to `shards` shards (a power of two; fewer for a
+    /// small `maxmemory`, so that each shard holds at least 16 MiB),
+    /// bounded to `maxmemory` bytes (0: unbounded) with `policy`, on
+    /// `clock`.
+    pub fn new(
+        shards: usize,
+        maxmemory: usize,
+        policy: EvictionPolicy,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, String> {
+        let shards = shards.clamp(1, 1 << 16).next_power_of_two();
+        let (max, shards) = if maxmemory == 0 {
+            (1u64 << 48, shards)
+        } else {
+            let by_size = (maxmemory / MIN_SHARD_BYTES).max(1);
+            let by_size = 1usize << (usize::BITS - 1 - by_size.leading_zeros());
+            (maxmemory as u64, shards.min(by_size))
+        };
+        let cache = Cache::<Blob, Blob>::builder()
+            .max_weight(max, |k: &Blob, v: &Blob| {
+                (k.len() + v.len() + ENTRY_OVERHEAD).min(u32::MAX as usize) as u32
+            })
+            .policy(policy.cache_policy())
+            .shards(shards)
+            .expected_entries(shards * 256)
+            .reject_when_full(maxmemory != 0 && policy == EvictionPolicy::NoEviction)
+            .clock(clock.clone())
+            .hasher(KeyHasher::default())
+            .build()
+            .map_err(|e| e.to_string())?;
+        let base = clock.now();
+        let base_ms = clock
+            .system_time()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Ok(Keyspace {
+            cache,
+            maxmemory,
+            policy,
+            clock,
+            base,
+            base_ms,
+            far: parking_lot::Mutex::new(std::collections::HashMap::new()),
+        })
     }
 
-    /// Sets the memory budget (0 = unlimited) and the eviction policy.
-    pub fn set_maxmemory(&self, bytes: usize, policy: EvictionPolicy) {
-        self.maxmemory.store(bytes, Ordering::Relaxed);
-        *self.policy.write() = policy;
+    /// The cache holding the keys.
+    #[inline]
+    pub fn cache(&self) -> &Cache<Blob, Blob, KeyHasher> {
+        &self.cache
+    }
+
+    /// Unix milliseconds now: the wall clock read at start, advanced by the
+    /// monotonic clock (so TTLs do not jump with the wall clock).
+    #[inline]
+    pub fn now_ms(&self) -> u64 {
+        let d = self.clock.now().saturating_duration_since(self.base);
+        self.base_ms + d.as_millis() as u64
+    }
+
+    /// The instant of the clock at Unix millisecond `ms`.
+    pub fn instant_of(&self, ms: u64) -> Instant {
+        let d = Duration::from_millis(ms.saturating_sub(self.base_ms));
+        self.base
+            .checked_add(d)
+            .unwrap_or_else(|| self.base + Duration::from_secs(1 << 40))
+    }
+
+    /// The Unix millisecond of an instant of the clock.
+    pub fn ms_of(&self, at: Instant) -> u64 {
+        self.base_ms + at.saturating_duration_since(self.base).as_millis() as u64
+    }
+
+    /// The cache's expiry for `key` at Unix millisecond `ms` (0: none).
+    /// Call it only when the expiry is about to be applied: a deadline past
+    /// the far horizon is recorded for `key` in the side table.
+    pub fn expiry_for(&self, key: &[u8], ms: u64) -> Expiry {
+        if ms == 0 {
+            return Expiry::Never;
+        }
+        let far = self.base + FAR;
+        let at = self.instant_of(ms);
+        if at < far {
+            return Expiry::At(at);
+        }
+        self.far.lock().insert(key.into(), ms);
+        Expiry::At(far)
+    }
+
+    /// The Unix millisecond of `key`'s deadline `at` as the cache holds it.
+    pub fn deadline_ms(&self, key: &[u8], at: Instant) -> u64 {
+        if at == self.base + FAR {
+            if let Some(&ms) = self.far.lock().get(key) {
+                return ms;
+            }
+        }
+        self.ms_of(at)
+    }
+
+    /// When `key` expires, in Unix milliseconds: `None` if absent, `Some(0)`
+    /// if it has no TTL.
+    pub fn expire_at(&self, key: &[u8]) -> Option<u64> {
+        Some(
+            self.cache
+                .expires_at(key)?
+                .map_or(0, |at| self.deadline_ms(key, at)),
+        )
+    }
+
+    /// Removes every key.
+    pub fn clear(&self) {
+        self.cache.invalidate_all();
+        self.far.lock().clear();
     }
 
     /// The memory budget (0 = unlimited).
     pub fn maxmemory(&self) -> usize {
-        self.maxmemory.load(Ordering::Relaxed)
+        self.maxmemory
     }
 
     /// The eviction policy.
     pub fn policy(&self) -> EvictionPolicy {
-        *self.policy.read()
-    }
-
-    /// Hashes a key.
-    #[inline]
-    pub fn hash(&self, key: &[u8]) -> KeyHash {
-        KeyHash(hasher().hash_one(key))
-    }
-
-    /// The shard index of a hashed key.
-    #[inline]
-    pub fn shard_of(&self, h: KeyHash) -> usize {
-        ((h.0 >> 32) & self.mask) as usize
+        self.policy
     }
 
     /// Number of shards.
     pub fn shard_count(&self) -> usize {
-        self.shards.len()
+        self.cache.shard_count()
     }
 
-    /// Locks shard `idx`.
-    #[inline]
-    pub fn lock(&self, idx: usize) -> MutexGuard<'_, Shard> {
-        self.shards[idx].lock()
-    }
-
-    /// Locks every shard, in index order.
-    pub fn lock_all(&self) -> Vec<MutexGuard<'_, Shard>> {
-        self.shards.iter().map(|s| s.lock()).collect()
-    }
-
-    /// Keys (including expired ones not yet removed), summed over shards.
+    /// Keys (including expired ones not yet reclaimed).
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().len()).sum()
+        self.cache.entry_count() as usize
     }
 
     /// Whether there are no keys.
@@ -508,173 +416,144 @@ impl Keyspace {
         self.len() == 0
     }
 
-    /// Bytes charged to keys and values.
+    /// Bytes charged to keys and values (the cache's weight).
     pub fn used_memory(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().mem()).sum()
+        self.cache.weighted_size() as usize
     }
 
-    /// Summed counters.
-    pub fn stats(&self) -> ShardStats {
-        let mut t = ShardStats::default();
-        for s in self.shards.iter() {
-            let s = s.lock().stats;
-            t.hits += s.hits;
-            t.misses += s.misses;
-            t.expired += s.expired;
-            t.evicted += s.evicted;
+    /// Counters.
+    pub fn stats(&self) -> KeyspaceStats {
+        let s: CacheStats = self.cache.stats();
+        KeyspaceStats {
+            hits: s.hits,
+            misses: s.misses,
+            expired: s.evicted_expired,
+            evicted: s.evicted_size,
         }
-        t
     }
 
-    /// Keys with a TTL.
+    /// Keys with a TTL (one pass over the keyspace, shard by shard).
     pub fn volatile(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().volatile()).sum()
+        let mut n = 0;
+        self.cache
+            .for_each_with_expiry(|_, _, at| n += usize::from(at.is_some()));
+        n
     }
 
-    /// Removes expired keys from up to `max_shards` shards starting at
-    /// `start`; returns (keys removed, next start).
-    pub fn sweep_expired(&self, start: usize, max_shards: usize, now_ms: u64) -> (usize, usize) {
-        let n = self.shards.len();
-        let mut removed = 0;
-        for i in 0..max_shards.min(n) {
-            removed += self.shards[(start + i) % n].lock().sweep(now_ms);
-        }
-        (removed, (start + max_shards) % n)
+    /// Reclaims expired keys (the housekeeping thread calls this).
+    pub fn sweep_expired(&self) {
+        self.cache.run_pending_tasks();
     }
+}
 
-    /// Advances the coarse LRU clock (called by the server's timer).
-    pub fn tick(&self) {
-        self.lru_clock.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Records an access for the eviction policy.
-    #[inline]
-    pub fn touch(&self, e: &mut Entry) {
-        match self.maxmemory.load(Ordering::Relaxed) {
-            0 => {}
-            _ => match *self.policy.read() {
-                EvictionPolicy::AllKeysLfu => {
-                    // A Morris counter: increments get rarer as it grows.
-                    let c = e.touched;
-                    if c < u32::MAX {
-                        let r = (self.evict_cursor.fetch_add(0x9e37_79b9, Ordering::Relaxed)
-                            as u64)
-                            .wrapping_mul(0x2545_f491_4f6c_dd1d);
-                        let p = 1u64 << (c.min(40) / 4);
-                        if r % p == 0 {
-                            e.touched = c + 1;
-                        }
-                    }
-                }
-                _ => e.touched = self.lru_clock.load(Ordering::Relaxed) as u32,
-            },
-        }
-    }
-
-    /// Makes room for a write under `maxmemory`. Returns false when the
-    /// policy is `noeviction` and memory is over budget (the write must be
-    /// refused with `-OOM`). Must be called without any shard locked.
-    pub fn make_room(&self) -> bool {
-        let max = self.maxmemory.load(Ordering::Relaxed);
-        if max == 0 {
-            return true;
-        }
-        let mut used = self.used_memory();
-        if used <= max {
-            return true;
-        }
-        let policy = *self.policy.read();
-        if policy == EvictionPolicy::NoEviction {
-            return false;
-        }
-        let n = self.shards.len();
-        let mut misses = 0;
-        while used > max && misses < n {
-            let c = self.evict_cursor.fetch_add(1, Ordering::Relaxed);
-            let freed = self.shards[c % n]
-                .lock()
-                .evict_one(policy, c.wrapping_mul(2_654_435_761));
-            if freed == 0 {
-                misses += 1;
-            } else {
-                misses = 0;
-                used = used.saturating_sub(freed);
-            }
-        }
-        true
-    }
+/// Whether a cache error is the keyspace being full (`-OOM`).
+pub fn is_oom(e: &CacheError) -> bool {
+    matches!(e, CacheError::Full { .. } | CacheError::TooHeavy { .. })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kuai::cache::Compute;
+    use kuai::core::ManualClock;
 
-    fn b(s: &str) -> Bytes {
-        Bytes::copy_from_slice(s.as_bytes())
+    fn ks(maxmemory: usize, policy: EvictionPolicy) -> (Keyspace, ManualClock) {
+        let clock = ManualClock::new();
+        let ks = Keyspace::new(4, maxmemory, policy, Arc::new(clock.clone())).expect("ok");
+        (ks, clock)
+    }
+
+    fn set(ks: &Keyspace, k: &str, v: &[u8], e: Expiry) -> Result<(), CacheError> {
+        ks.cache()
+            .compute(Blob::new(k.as_bytes()), |_| {
+                Compute::Insert(Blob::new(v), e)
+            })
+            .map(|_| ())
     }
 
     #[test]
-    fn ttl_and_lazy_expiry() {
-        let ks = Keyspace::new(4);
-        let k = b("k");
-        let h = ks.hash(&k);
-        let mut s = ks.lock(ks.shard_of(h));
-        s.set(h, &k, b"v", Some(100), 0);
-        assert_eq!(s.volatile(), 1);
-        assert!(s.get(h, &k, 99).is_some());
-        assert!(s.get(h, &k, 100).is_none());
-        assert_eq!(s.len(), 0);
-        assert_eq!(s.volatile(), 0);
-        assert_eq!(s.mem(), 0);
-    }
-
-    #[test]
-    fn large_values_are_shared_small_ones_inline() {
-        let big = vec![7u8; ZERO_COPY_THRESHOLD];
-        let e = Entry::new(b"k", &big, 0);
-        assert_eq!(e.key(), b"k");
-        assert_eq!(e.value_bytes().as_ptr(), e.value_bytes().as_ptr());
-        let mut small = Entry::new(b"key", b"v", 9);
-        small.set_value(b"longer");
-        assert_eq!((small.key(), small.value()), (&b"key"[..], &b"longer"[..]));
-        let moved = e.rekey(b"other");
-        assert_eq!(
-            (moved.key(), moved.value().len()),
-            (&b"other"[..], big.len())
-        );
-        assert!(std::mem::size_of::<Entry>() <= 40);
-    }
-
-    #[test]
-    fn keepttl_and_sweep() {
-        let ks = Keyspace::new(1);
-        let k = b("k");
-        let h = ks.hash(&k);
-        {
-            let mut s = ks.lock(0);
-            s.set(h, &k, b"v", Some(50), 0);
-            assert!(s.set(h, &k, b"w", None, 10));
-            assert_eq!(s.get(h, &k, 10).unwrap().expire_at, 50);
+    fn blobs_are_small_and_hash_as_bytes() {
+        assert_eq!(std::mem::size_of::<Blob>(), 24);
+        for n in [0, 1, INLINE, INLINE + 1, ZERO_COPY_THRESHOLD] {
+            let v = vec![7u8; n];
+            let b = Blob::new(&v);
+            assert_eq!(b.as_slice(), &v[..]);
+            assert_eq!(Blob::from_vec(v.clone()).as_slice(), &v[..]);
+            let h = |x: &dyn Fn(&mut std::collections::hash_map::DefaultHasher)| {
+                let mut s = std::collections::hash_map::DefaultHasher::new();
+                x(&mut s);
+                s.finish()
+            };
+            assert_eq!(h(&|s| b.hash(s)), h(&|s| v[..].hash(s)));
         }
-        assert_eq!(ks.sweep_expired(0, 1, 60).0, 1);
+        let big = Blob::new(&vec![1u8; ZERO_COPY_THRESHOLD]);
+        assert_eq!(big.to_bytes().as_ptr(), big.to_bytes().as_ptr(), "shared");
+    }
+
+    #[test]
+    fn millisecond_deadlines_round_trip_and_expire() {
+        let (ks, clock) = ks(0, EvictionPolicy::NoEviction);
+        let at = ks.now_ms() + 1500;
+        set(&ks, "k", b"v", Expiry::At(ks.instant_of(at))).expect("ok");
+        assert_eq!(ks.expire_at(b"k"), Some(at));
+        assert_eq!(ks.volatile(), 1);
+        clock.advance(Duration::from_millis(1499));
+        assert!(ks.cache().contains_key(&b"k"[..]));
+        clock.advance(Duration::from_millis(1));
+        assert!(!ks.cache().contains_key(&b"k"[..]));
+        assert_eq!(ks.expire_at(b"k"), None);
+        ks.sweep_expired();
         assert!(ks.is_empty());
+        // Deadlines beyond the cache's horizon read back exactly too.
+        let far = 99_999_999_999_999;
+        let e = ks.expiry_for(b"f", far);
+        set(&ks, "f", b"v", e).expect("ok");
+        assert_eq!(ks.expire_at(b"f"), Some(far));
     }
 
     #[test]
-    fn eviction_keeps_under_budget() {
-        let ks = Keyspace::new(4);
+    fn maxmemory_evicts_or_refuses() {
+        let (ks, _) = ks(100_000, EvictionPolicy::AllKeysLru);
+        assert_eq!(ks.shard_count(), 1, "small budgets get one shard");
         for i in 0..1000 {
-            let k = b(&format!("key{i}"));
-            let h = ks.hash(&k);
-            ks.lock(ks.shard_of(h))
-                .set(h, &k, b"0123456789", Some(0), 0);
+            set(&ks, &format!("key{i}"), &[0; 100], Expiry::Never).expect("evicts");
         }
-        let used = ks.used_memory();
-        ks.set_maxmemory(used / 2, EvictionPolicy::AllKeysLru);
-        assert!(ks.make_room());
-        assert!(ks.used_memory() <= used / 2);
+        assert!(ks.used_memory() <= 100_000);
         assert!(ks.stats().evicted > 0);
-        ks.set_maxmemory(1, EvictionPolicy::NoEviction);
-        assert!(!ks.make_room());
+        let (ks, _) = ks_noevict();
+        let mut refused = 0;
+        for i in 0..1000 {
+            match set(&ks, &format!("key{i}"), &[0; 100], Expiry::Never) {
+                Ok(()) => {}
+                Err(e) => {
+                    assert!(is_oom(&e), "{e}");
+                    refused += 1;
+                }
+            }
+        }
+        assert!(refused > 0);
+        assert_eq!(ks.stats().evicted, 0);
+        assert!(ks.used_memory() <= 100_000);
+    }
+
+    fn ks_noevict() -> (Keyspace, ManualClock) {
+        ks(100_000, EvictionPolicy::NoEviction)
+    }
+
+    #[test]
+    fn policies_map_onto_kuai_cache() {
+        for (name, p) in [
+            ("allkeys-lru", Policy::Lru),
+            ("allkeys-lfu", Policy::Lfu),
+            ("allkeys-random", Policy::Fifo),
+            ("volatile-lru", Policy::Lru),
+            ("volatile-lfu", Policy::Lfu),
+            ("volatile-ttl", Policy::Fifo),
+            ("noeviction", Policy::Fifo),
+        ] {
+            let e = EvictionPolicy::parse(name).expect(name);
+            assert_eq!(e.name(), name);
+            assert_eq!(e.cache_policy(), p);
+        }
     }
 }

@@ -10,11 +10,12 @@
 //!   (`proto-max-bulk-len`, multibulk count, inline length, query buffer).
 //! - [`reply`]: the RESP2/RESP3 reply encoder; large values are chained as
 //!   `Bytes` instead of copied.
-//! - [`keyspace`]: the sharded keyspace (32-byte entries) with millisecond
-//!   TTLs (from a [`kuai::core::Clock`]), lazy and active expiry, `maxmemory`
-//!   with `noeviction` / `allkeys-random`; `allkeys-lru` / `allkeys-lfu` are
-//!   decided by a weight-bounded `kuai::cache::Cache`
-//!   ([`commands::EvictionIndex`]).
+//! - [`keyspace`]: the keyspace *is* a weight-bounded `kuai::cache::Cache`
+//!   (keys and values of up to 22 bytes stored inline): `maxmemory` is its
+//!   weight bound, `allkeys-lru` / `allkeys-lfu` / `allkeys-random` its LRU /
+//!   LFU / FIFO policy, `noeviction` its reject-when-full mode; millisecond
+//!   TTLs (from a [`kuai::core::Clock`]) are the cache's per-entry deadlines,
+//!   and read-modify-write commands are single `Cache::compute` calls.
 //! - [`commands`]: the string commands with Redis 7.0's semantics and error
 //!   replies, `AUTH`/`HELLO`, `INFO`, `SCAN`, `CLUSTER KEYSLOT` (slots from
 //!   `kuai::shard`).

@@ -51,7 +51,8 @@ struct Args {
     /// Memory budget for keys and values (e.g. 100mb; 0 = unlimited).
     #[arg(long)]
     maxmemory: Option<String>,
-    /// noeviction | allkeys-lru | allkeys-lfu | allkeys-random.
+    /// noeviction | allkeys-lru | allkeys-lfu | allkeys-random | volatile-lru | volatile-lfu | volatile-random | volatile-ttl
+    /// (volatile-* are served like their allkeys-* twins; volatile-ttl by FIFO).
     #[arg(long)]
     maxmemory_policy: Option<String>,
     /// yes | no: keep an append-only file.

@@ -49,8 +49,11 @@ use kuai::core::Clock;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
+use kuai::cache::{Compute, Expiry};
+
 use crate::commands::{Db, Session};
 use crate::error::ServerError;
+use crate::keyspace::Blob;
 
 /// Striped write versions (a power of two). A collision only refuses a
 /// fill or a negative entry that was in fact still good.
@@ -454,10 +457,16 @@ impl ReadThrough {
             self.stats.shed.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        if !fill_if_unwritten(db, key, &value, self.ttl_ms, || {
+        match fill_if_unwritten(db, key, &value, self.ttl_ms, || {
             self.version(key) == version
         }) {
-            self.stats.stale_fills.fetch_add(1, Ordering::Relaxed);
+            Fill::Stored => {}
+            Fill::Stale => {
+                self.stats.stale_fills.fetch_add(1, Ordering::Relaxed);
+            }
+            Fill::Refused => {
+                self.stats.shed.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -585,65 +594,87 @@ fn unix_ms(clock: &dyn Clock) -> u64 {
 }
 
 // Keyspace adapter: the only code in this module that knows the keyspace's
-// API (hash → shard lock → entry). Porting read-through to another keyspace
+// API (a kuai-cache `Cache`). Porting read-through to another keyspace
 // means rewriting these three functions.
 
 /// Whether `key` holds a live value.
-fn in_keyspace(db: &Db, key: &[u8], now_ms: u64) -> bool {
-    let h = db.ks.hash(key);
-    db.ks
-        .lock(db.ks.shard_of(h))
-        .get_quiet(h, key, now_ms)
-        .is_some()
+fn in_keyspace(db: &Db, key: &[u8], _now_ms: u64) -> bool {
+    db.ks.cache().peek_with(key, |_| ()).is_some()
 }
 
 /// Whether a loaded value of `len` bytes may be stored, as for any write:
-/// within `proto-max-bulk-len`; under `maxmemory`, `noeviction` refuses when
-/// full and `allkeys-random` makes room now (`allkeys-lru`/`-lfu` evict
-/// through the index after the fill).
+/// within `proto-max-bulk-len`. `maxmemory` is the keyspace cache's own
+/// bound: it evicts to make room, or under `noeviction` refuses the fill.
 fn has_room(db: &Db, len: usize) -> bool {
     len <= db.settings.limits.max_bulk_len
-        && (db.ks.maxmemory() == 0 || db.eviction.is_some() || db.ks.make_room())
 }
 
 /// Stores `value` under `key` (TTL `ttl_ms`, 0 = none) only if the key is
-/// absent and `unwritten()` holds, both checked under the key's shard lock:
-/// a writer bumps the key's version before it takes that lock, so either
-/// `unwritten()` sees the bump, or the write lands after the fill and wins.
-/// Logs the fill to the append-only file and records it in the eviction
-/// index. Returns whether it stored.
+/// absent and `unwritten()` holds, both checked under the key's shard lock
+/// (inside `compute_ref`): a writer bumps the key's version before it takes
+/// that lock, so either `unwritten()` sees the bump, or the write lands
+/// after the fill and wins. Logs the fill to the append-only file under the
+/// same lock.
 fn fill_if_unwritten(
     db: &Db,
     key: &[u8],
     value: &[u8],
     ttl_ms: u64,
     unwritten: impl FnOnce() -> bool,
-) -> bool {
-    let h = db.ks.hash(key);
-    let mut shard = db.ks.lock(db.ks.shard_of(h));
+) -> Fill {
     let now = db.now_ms();
-    if !unwritten() || shard.get_quiet(h, key, now).is_some() {
-        return false;
-    }
     let expire_at = if ttl_ms == 0 {
         0
     } else {
         now.saturating_add(ttl_ms)
     };
-    shard.set(h, key, value, Some(expire_at), now);
-    if let Some(aof) = &db.aof {
-        if expire_at == 0 {
-            aof.append(&[b"SET", key, value]);
-        } else {
-            let t = itoa::Buffer::new().format(expire_at).to_owned();
-            aof.append(&[b"SET", key, value, b"PXAT", t.as_bytes()]);
-        }
+    let expiry = if expire_at == 0 {
+        Expiry::Never
+    } else {
+        db.ks.expiry_for(key, expire_at)
+    };
+    let blob = Blob::new(value);
+    let stored = std::cell::Cell::new(false);
+    let r = db.ks.cache().compute_ref(
+        key,
+        Blob::new,
+        |cur| {
+            if cur.is_some() || !unwritten() {
+                return Compute::Keep;
+            }
+            stored.set(true);
+            Compute::Insert(blob, expiry)
+        },
+        |_| {
+            if !stored.get() {
+                return;
+            }
+            if let Some(aof) = &db.aof {
+                if expire_at == 0 {
+                    aof.append(&[b"SET", key, value]);
+                } else {
+                    let t = itoa::Buffer::new().format(expire_at).to_owned();
+                    aof.append(&[b"SET", key, value, b"PXAT", t.as_bytes()]);
+                }
+            }
+        },
+    );
+    match (r, stored.get()) {
+        // `noeviction` and full: the keyspace refused the value.
+        (Err(_), _) => Fill::Refused,
+        (Ok(_), true) => Fill::Stored,
+        (Ok(_), false) => Fill::Stale,
     }
-    drop(shard);
-    if let Some(ev) = &db.eviction {
-        ev.record_insert(key, value.len());
-    }
-    true
+}
+
+/// What [`fill_if_unwritten`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fill {
+    Stored,
+    /// The key was written (or filled) since the load began: not stored.
+    Stale,
+    /// The keyspace is full under `noeviction`: not stored.
+    Refused,
 }
 
 #[cfg(test)]
@@ -734,11 +765,14 @@ mod tests {
 
     fn db_with(source: Arc<Gated>) -> Arc<Db> {
         let clock: Arc<dyn Clock> = Arc::new(kuai::core::SystemClock);
-        let mut db = Db::new(
-            crate::keyspace::Keyspace::new(4),
+        let ks = crate::keyspace::Keyspace::new(
+            4,
+            0,
+            crate::keyspace::EvictionPolicy::NoEviction,
             clock.clone(),
-            crate::commands::DbSettings::default(),
-        );
+        )
+        .unwrap();
+        let mut db = Db::new(ks, clock.clone(), crate::commands::DbSettings::default());
         let config = ReadThroughConfig {
             url: Some("test".into()),
             timeout: Duration::from_secs(60),

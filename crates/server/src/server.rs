@@ -18,10 +18,10 @@ use kuai::pool::PooledBuf;
 use kuai::reactor::{AcceptMode, Conn, ConnInfo, Handler, Step};
 
 use crate::aof;
-use crate::commands::{Db, DbSettings, EvictionIndex, Flow, Session};
+use crate::commands::{Db, DbSettings, Flow, Session};
 use crate::config::Config;
 use crate::error::ServerError;
-use crate::keyspace::{EvictionPolicy, Keyspace};
+use crate::keyspace::Keyspace;
 use crate::reply::{Protocol, ReplyBuf};
 use crate::resp::{Parsed, RequestParser};
 
@@ -133,8 +133,13 @@ impl Server {
             .bind
             .parse()
             .map_err(|_| ServerError::Config(format!("bad bind address {:?}", config.bind)))?;
-        let ks = Keyspace::new(config.shards);
-        ks.set_maxmemory(config.maxmemory, config.maxmemory_policy);
+        let ks = Keyspace::new(
+            config.shards,
+            config.maxmemory,
+            config.maxmemory_policy,
+            clock.clone(),
+        )
+        .map_err(ServerError::Config)?;
         let settings = DbSettings {
             limits: config.limits,
             requirepass: config.requirepass.as_ref().map(|p| p.as_bytes().to_vec()),
@@ -146,17 +151,6 @@ impl Server {
             threads: config.threads,
         };
         let mut db = Db::new(ks, clock, settings);
-        if config.maxmemory > 0
-            && matches!(
-                config.maxmemory_policy,
-                EvictionPolicy::AllKeysLru | EvictionPolicy::AllKeysLfu
-            )
-        {
-            db.eviction = Some(
-                EvictionIndex::new(config.maxmemory, config.maxmemory_policy)
-                    .map_err(ServerError::Config)?,
-            );
-        }
         if config.appendonly {
             std::fs::create_dir_all(&config.dir)?;
             let path = config.aof_path();
@@ -256,12 +250,9 @@ fn bind_listener(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net
 }
 
 fn housekeeping(db: &Db, stopped: &AtomicBool) {
-    let mut start = 0;
     while !stopped.load(Ordering::Acquire) {
         std::thread::sleep(Duration::from_millis(100));
-        db.ks.tick();
-        let (_, next) = db.ks.sweep_expired(start, 4, db.now_ms());
-        start = next;
+        db.ks.sweep_expired();
     }
 }
 

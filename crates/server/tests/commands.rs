@@ -358,7 +358,7 @@ fn maxmemory_evicts_or_refuses() {
     assert!(n < 1000 && n > 50, "dbsize {n}");
     assert!(h.db().ks.used_memory() <= 200_000);
     let info: String = q(&mut c, &["INFO", "all"]).unwrap();
-    assert!(info.contains("eviction_index:kuai-cache"), "{info}");
+    assert!(info.contains("keyspace:kuai-cache"), "{info}");
     assert!(!info.contains("evicted_keys:0\r"), "{info}");
     h.shutdown().unwrap();
 
@@ -426,5 +426,65 @@ fn several_event_loops_share_one_keyspace() {
     assert_eq!(q::<i64>(&mut c, &["GET", "shared"]).unwrap(), 1000);
     let info: String = q(&mut c, &["INFO", "stats"]).unwrap();
     assert!(info.contains("total_connections_received:5"), "{info}");
+    h.shutdown().unwrap();
+}
+
+#[test]
+fn scan_returns_every_key_while_the_keyspace_grows() {
+    let (h, mut c) = start(Config::builder().port(0).build());
+    for i in 0..300 {
+        q::<()>(&mut c, &["SET", &format!("s{i}"), "v"]).unwrap();
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor = "0".to_string();
+    let mut grown = 0;
+    loop {
+        let (next, keys): (String, Vec<String>) =
+            q(&mut c, &["SCAN", &cursor, "COUNT", "7"]).unwrap();
+        seen.extend(keys);
+        for _ in 0..5 {
+            q::<()>(&mut c, &["SET", &format!("grow{grown}"), "v"]).unwrap();
+            grown += 1;
+        }
+        if next == "0" {
+            break;
+        }
+        cursor = next;
+    }
+    assert!(grown > 200, "{grown}");
+    for i in 0..300 {
+        assert!(seen.contains(&format!("s{i}")), "s{i} missed");
+    }
+    h.shutdown().unwrap();
+}
+
+#[test]
+fn noeviction_refuses_growth_but_serves_reads_and_shrinking_writes() {
+    let (h, mut c) = start(
+        Config::builder()
+            .port(0)
+            .maxmemory(50_000, EvictionPolicy::NoEviction)
+            .build(),
+    );
+    let v = "x".repeat(1000);
+    let mut stored = 0;
+    while q::<()>(&mut c, &["SET", &format!("k{stored}"), &v]).is_ok() {
+        stored += 1;
+    }
+    assert!(stored > 10);
+    let e = err(&mut c, &["SET", "another", &v]);
+    assert!(e.contains("OOM"), "{e}");
+    let grow = "y".repeat(2000);
+    assert!(err(&mut c, &["APPEND", "k0", &grow]).contains("OOM"));
+    assert_eq!(q::<String>(&mut c, &["GET", "k0"]).unwrap(), v);
+    q::<()>(&mut c, &["SET", "k0", "small"]).unwrap();
+    assert_eq!(
+        q::<i64>(&mut c, &["INCR", "n"]).unwrap(),
+        1,
+        "room freed by shrinking k0"
+    );
+    assert!(h.db().ks.used_memory() <= 50_000);
+    let info: String = q(&mut c, &["INFO", "stats"]).unwrap();
+    assert!(info.contains("evicted_keys:0\r"), "{info}");
     h.shutdown().unwrap();
 }
