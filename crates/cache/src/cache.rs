@@ -1046,7 +1046,7 @@ mod tests {
     }
 
     #[test]
-    fn hill_climber_moves_the_window() {
+    fn ghosts_move_the_window() {
         let c = single::<u64>(1000, Policy::TinyLfu);
         let before = c.window_maxes();
         // A recency-heavy workload: a sliding working set.

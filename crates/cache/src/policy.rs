@@ -7,14 +7,20 @@
 //!   entries enter a small LRU *window*; when it overflows, its oldest entry
 //!   becomes a *candidate* for the main space (a segmented LRU: probation and
 //!   protected) and is admitted only if the frequency sketch says it is more
-//!   popular than the main space's victim. A hill climber resizes the window
-//!   every sample period: if the hit rate went up it keeps stepping the same
-//!   way, else it reverses, with a decaying step (Caffeine's scheme). Recency-
-//!   friendly traces grow the window toward LRU; frequency-friendly ones shrink
-//!   it toward LFU.
+//!   popular than the main space's victim. The window is sized by *ghosts*
+//!   (ARC's adaptation applied to W-TinyLFU): small FIFO sets remember the
+//!   hashes of keys recently rejected at the window's exit and of keys
+//!   recently evicted from the main space. A new key found in the window
+//!   ghost grows the window (a larger one would have kept it), one found in
+//!   the main ghost shrinks it; the step is ARC's ratio of the ghosts' sizes.
+//!   Recency-friendly traces grow the window toward LRU, frequency-friendly
+//!   ones shrink it toward LFU, without a hill climber's sampling delay or
+//!   its random walk on noisy hit rates.
 //! * [`Policy::Lru`], [`Policy::Fifo`]: one queue, moved on hit (LRU) or not.
 //! * [`Policy::Lfu`]: 32 frequency levels with LRU order inside a level;
 //!   evicts from the lowest level. Counts are capped, never aged.
+
+use hashbrown::HashTable;
 
 use crate::list::{Linked, ListHead, NIL};
 use crate::sketch::FrequencySketch;
@@ -24,7 +30,7 @@ use crate::sketch::FrequencySketch;
 #[non_exhaustive]
 pub enum Policy {
     /// Adaptive W-TinyLFU (window LRU + segmented main space, count-min
-    /// sketch with doorkeeper, hill-climbing window size). The default.
+    /// sketch, window size steered by ghosts of evicted keys). The default.
     #[default]
     TinyLfu,
     /// Least recently used.
@@ -101,18 +107,64 @@ impl Linked for PolicyLink {
     }
 }
 
-const STEP_PERCENT: f64 = 0.0625;
-const STEP_DECAY: f64 = 0.98;
-const RESTART_THRESHOLD: f64 = 0.05;
+/// A bounded FIFO set of recently evicted keys' hashes (ARC's ghost lists):
+/// a ring of hashes and a table of ring positions.
+#[derive(Debug)]
+pub(crate) struct Ghost {
+    ring: Vec<u64>,
+    next: usize,
+    cap: usize,
+    table: HashTable<u32>,
+}
 
-/// Caffeine's simple hill climber over the window size.
-#[derive(Debug, Clone)]
-pub(crate) struct Climber {
-    hits: u32,
-    misses: u32,
-    sample: u32,
-    prev_rate: f64,
-    step: f64,
+impl Ghost {
+    fn new(cap: usize) -> Self {
+        Ghost {
+            ring: Vec::new(),
+            next: 0,
+            cap,
+            table: HashTable::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Remembers `hash`, forgetting the oldest one when full.
+    fn push(&mut self, hash: u64) {
+        if self.cap == 0 {
+            return;
+        }
+        let pos = if self.ring.len() < self.cap {
+            self.ring.push(hash);
+            self.ring.len() - 1
+        } else {
+            let pos = self.next;
+            let old = self.ring[pos];
+            if let Ok(e) = self.table.find_entry(old, |&i| i as usize == pos) {
+                e.remove();
+            }
+            self.ring[pos] = hash;
+            pos
+        };
+        self.next = (pos + 1) % self.cap;
+        let ring = &self.ring;
+        self.table
+            .insert_unique(hash, pos as u32, |&i| ring[i as usize]);
+    }
+
+    /// Whether `hash` was remembered (and forgets it).
+    fn take(&mut self, hash: u64) -> bool {
+        let ring = &self.ring;
+        match self.table.find_entry(hash, |&i| ring[i as usize] == hash) {
+            Ok(e) => {
+                e.remove();
+                true
+            }
+            Err(_) => false,
+        }
+    }
 }
 
 /// The policy state of one shard.
@@ -124,7 +176,10 @@ pub(crate) struct PolicyState {
     pub(crate) max: u64,
     pub(crate) window_max: u64,
     pub(crate) protected_max: u64,
-    climber: Climber,
+    /// Keys recently rejected at the window's exit.
+    window_ghost: Ghost,
+    /// Keys recently evicted from the main space.
+    main_ghost: Ghost,
     rng: u64,
 }
 
@@ -136,11 +191,17 @@ impl PolicyState {
             Policy::Lfu => LFU_LEVELS,
         };
         let sketch = (kind == Policy::TinyLfu).then(|| FrequencySketch::new(expected_entries));
-        // Climb every 2 × max requests (at least 8,192): Caffeine's 10 × max
-        // is too slow for a sharded cache, whose shards each see a fraction
-        // of the traffic (measured on OLTP and the LIRS traces).
-        let sample = u32::try_from(max.saturating_mul(2).max(8192)).unwrap_or(u32::MAX);
         let window_max = (max / 100).max(1).min(max);
+        // Ghosts remember 15 % (window) and 10 % (main) of the capacity in
+        // evicted keys: a re-reference deeper than that says little about
+        // a small change of the split, and deep ghosts make a loop's
+        // window swing between the two ends (measured on the LIRS traces).
+        let ghost = usize::try_from(max).unwrap_or(usize::MAX).min(1 << 24);
+        let (wg, mg) = if kind == Policy::TinyLfu {
+            ((ghost * 3 / 20).max(1), (ghost / 10).max(1))
+        } else {
+            (0, 0)
+        };
         let mut p = PolicyState {
             kind,
             lists: vec![ListHead::EMPTY; lists],
@@ -148,16 +209,8 @@ impl PolicyState {
             max,
             window_max,
             protected_max: 0,
-            climber: Climber {
-                hits: 0,
-                misses: 0,
-                sample,
-                prev_rate: 0.0,
-                // Start by growing the window (Caffeine starts by shrinking):
-                // on the traces measured, recency-friendly workloads lose
-                // the most while the climber walks the wrong way first.
-                step: STEP_PERCENT * max as f64,
-            },
+            window_ghost: Ghost::new(wg),
+            main_ghost: Ghost::new(mg),
             rng: seed | 1,
         };
         p.protected_max = p.main_max() * 4 / 5;
@@ -226,9 +279,11 @@ impl PolicyState {
         let w = u64::from(links[i as usize].pl().weight);
         match self.kind {
             Policy::TinyLfu => {
+                let hash = links[i as usize].pl().hash;
                 if let Some(s) = self.sketch.as_mut() {
-                    s.increment(links[i as usize].pl().hash);
+                    s.increment(hash);
                 }
+                self.adapt(links, hash);
                 links[i as usize].pl_mut().queue = WINDOW;
                 self.push(links, WINDOW as usize, i, w);
             }
@@ -244,7 +299,6 @@ impl PolicyState {
     pub(crate) fn on_hit<N: PolicyNode>(&mut self, links: &mut [N], i: u32) {
         match self.kind {
             Policy::TinyLfu => {
-                self.climber.hits = self.climber.hits.wrapping_add(1);
                 let q = links[i as usize].pl().queue;
                 if q == WINDOW || (q == PROTECTED && self.is_young(links, q as usize, i)) {
                     // A window entry, or a hot entry in the young half of the
@@ -290,11 +344,42 @@ impl PolicyState {
         }
     }
 
-    /// A lookup missed (feeds the hill climber).
+    /// A lookup missed.
+    #[inline(always)]
+    pub(crate) fn on_miss(&mut self) {}
+
+    /// A new key arrived: if it was evicted recently, the split between
+    /// window and main space was wrong for it. Rejected at the window's exit:
+    /// a larger window would have kept it (grow); evicted from the main
+    /// space: a larger main space would have (shrink). ARC's adaptation,
+    /// applied to W-TinyLFU's window.
+    fn adapt<N: PolicyNode>(&mut self, links: &mut [N], hash: u64) {
+        let target = if self.window_ghost.take(hash) {
+            let step = (self.main_ghost.len() / self.window_ghost.len().max(1)).max(1) as u64;
+            self.window_max.saturating_add(step).min(self.max)
+        } else if self.main_ghost.take(hash) {
+            let step = (self.window_ghost.len() / self.main_ghost.len().max(1)).max(1) as u64;
+            self.window_max.saturating_sub(step).max(1)
+        } else {
+            return;
+        };
+        self.window_max = target.min(self.max);
+        self.protected_max = self.main_max() * 4 / 5;
+        self.demote_protected(links);
+    }
+
+    /// Entry `i` is evicted for size; `rejected` when it lost the admission
+    /// contest at the window's exit (else it left the main space).
     #[inline]
-    pub(crate) fn on_miss(&mut self) {
-        if self.kind == Policy::TinyLfu {
-            self.climber.misses = self.climber.misses.wrapping_add(1);
+    pub(crate) fn note_evicted<N: PolicyNode>(&mut self, links: &[N], i: u32, rejected: bool) {
+        if self.kind != Policy::TinyLfu {
+            return;
+        }
+        let hash = links[i as usize].pl().hash;
+        if rejected {
+            self.window_ghost.push(hash);
+        } else {
+            self.main_ghost.push(hash);
         }
     }
 
@@ -370,34 +455,6 @@ impl PolicyState {
             .iter()
             .find(|l| !l.is_empty())
             .map_or(NIL, |l| l.head)
-    }
-
-    /// Runs the hill climber if a sample period has passed.
-    pub(crate) fn maybe_climb<N: PolicyNode>(&mut self, links: &mut [N]) {
-        if self.kind != Policy::TinyLfu {
-            return;
-        }
-        let c = &mut self.climber;
-        let requests = c.hits.saturating_add(c.misses);
-        if requests < c.sample || requests == 0 {
-            return;
-        }
-        let rate = f64::from(c.hits) / f64::from(requests);
-        let change = rate - c.prev_rate;
-        let amount = if change >= 0.0 { c.step } else { -c.step };
-        let max = self.max as f64;
-        c.step = if change.abs() >= RESTART_THRESHOLD {
-            STEP_PERCENT * max * if amount >= 0.0 { 1.0 } else { -1.0 }
-        } else {
-            STEP_DECAY * amount
-        };
-        c.prev_rate = rate;
-        c.hits = 0;
-        c.misses = 0;
-        let target = (self.window_max as f64 + amount).clamp(1.0, max);
-        self.window_max = (target as u64).clamp(1.min(self.max), self.max);
-        self.protected_max = self.main_max() * 4 / 5;
-        self.demote_protected(links);
     }
 
     /// The current window bound (for tests and stats).

@@ -302,7 +302,6 @@ where
             self.expire(now, sink);
         }
         self.evict_to_fit(sink);
-        self.policy.maybe_climb(&mut self.nodes);
         Ok(())
     }
 
@@ -427,6 +426,7 @@ where
                 if v == NIL {
                     break;
                 }
+                self.policy.note_evicted(&self.nodes, v, false);
                 self.remove_index(v, RemovalCause::Size, sink);
                 continue;
             }
@@ -445,6 +445,7 @@ where
                 let v = victim;
                 victim = self.nodes[v as usize].link.next_index();
                 let cand_was_victim = cand == v;
+                self.policy.note_evicted(&self.nodes, v, cand_was_victim);
                 self.remove_index(v, RemovalCause::Size, sink);
                 if cand_was_victim || cand == NIL {
                     cand = NIL;
@@ -461,6 +462,7 @@ where
                 let c = cand;
                 candidates = candidates.saturating_sub(1);
                 let prev = self.nodes[c as usize].link.prev_index();
+                self.policy.note_evicted(&self.nodes, c, true);
                 self.remove_index(c, RemovalCause::Size, sink);
                 cand = if candidates > 0 { prev } else { NIL };
                 if cand == victim && victim != NIL {
