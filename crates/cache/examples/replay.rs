@@ -5,7 +5,7 @@
 //! cargo run --release -p kuai-cache --features trace --example replay -- <trace> [capacity|N%]...
 //! ```
 //!
-//! Formats: ARC `.lis`, one key per line, optionally zstd/gzip compressed.
+//! Formats: ARC `.lis`, one key per line, optionally zstd/gzip/xz compressed.
 //! Capacities are entry counts or percentages of the trace's footprint
 //! (default: 1 %, 10 % and 50 %).
 
