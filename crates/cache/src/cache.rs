@@ -13,9 +13,10 @@ use kuai_core::{Clock, SystemClock};
 use crate::error::CacheError;
 use crate::hashing::FastHashBuilder;
 use crate::policy::Policy;
+use crate::read_buffer::ReadBuffer;
 use crate::shard::{NEVER, Now, Shard, Sink};
 use crate::stats::{CacheStats, RemovalCause};
-use crate::sync::{AtomicBool, AtomicU64, Mutex, MutexGuard};
+use crate::sync::{AtomicBool, AtomicU64, Mutex, RwLock, RwLockWriteGuard};
 
 /// The longest time-to-live / time-to-idle accepted (100 years); longer is
 /// treated as a mistake ([`CacheError::InvalidDuration`]).
@@ -224,12 +225,15 @@ where
                     shard_max
                 };
                 let expected = usize::try_from(expected).unwrap_or(1 << 20).min(1 << 24);
-                CachePadded::new(Mutex::new(Shard::new(
-                    self.policy,
-                    shard_max,
-                    expected,
-                    seed.wrapping_add(i as u64),
-                )))
+                CachePadded::new(ShardCell {
+                    lock: RwLock::new(Shard::new(
+                        self.policy,
+                        shard_max,
+                        expected,
+                        seed.wrapping_add(i as u64),
+                    )),
+                    reads: ReadBuffer::new(),
+                })
             })
             .collect();
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
@@ -276,10 +280,33 @@ pub(crate) fn check_duration(d: Duration) -> Result<(), CacheError> {
     }
 }
 
-type ShardCell<K, V> = CachePadded<Mutex<Shard<K, V>>>;
+/// One shard: its lock and, beside it, its read buffer (written by readers
+/// that hold only the read lock).
+struct ShardCell<K, V> {
+    lock: RwLock<Shard<K, V>>,
+    reads: ReadBuffer,
+}
+
+impl<K: Eq, V> ShardCell<K, V> {
+    /// The shard, exclusively, with the read buffer replayed into its policy.
+    #[inline(always)]
+    fn write(&self) -> RwLockWriteGuard<'_, Shard<K, V>> {
+        let mut g = self.lock.write();
+        self.drain(&mut g);
+        g
+    }
+
+    #[inline(always)]
+    fn drain(&self, shard: &mut Shard<K, V>) {
+        if !self.reads.is_empty() {
+            let hits = self.reads.drain(|note| shard.replay_read(note));
+            shard.stats.hits += hits;
+        }
+    }
+}
 
 struct Inner<K, V, S> {
-    shards: Box<[ShardCell<K, V>]>,
+    shards: Box<[CachePadded<ShardCell<K, V>>]>,
     mask: usize,
     hasher: S,
     timed: AtomicBool,
@@ -387,11 +414,14 @@ where
     }
 
     #[inline(always)]
-    fn shard(&self, hash: u64) -> MutexGuard<'_, Shard<K, V>> {
-        let i = (hash >> 40) as usize & self.inner.mask;
-        self.inner.shards[i]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    fn cell(&self, hash: u64) -> &ShardCell<K, V> {
+        &self.inner.shards[(hash >> 40) as usize & self.inner.mask]
+    }
+
+    /// The shard of `hash`, exclusively (its read buffer drained).
+    #[inline(always)]
+    fn shard(&self, hash: u64) -> RwLockWriteGuard<'_, Shard<K, V>> {
+        self.cell(hash).write()
     }
 
     /// Nanoseconds since the cache's epoch on its clock.
@@ -445,13 +475,40 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash(key);
-        let t = self.time();
-        let mut sink = self.sink();
-        let v = self.shard(hash).get(hash, key, t, &mut sink);
-        if !sink.items.is_empty() {
-            self.notify(sink);
+        if self.inner.timed.load(Ordering::Relaxed) {
+            let t = self.time();
+            let mut sink = self.sink();
+            let v = self.shard(hash).get(hash, key, t, &mut sink);
+            if !sink.items.is_empty() {
+                self.notify(sink);
+            }
+            return v;
         }
-        v
+        // Nothing can expire: no removal on a read, so no listener either.
+        let cell = self.cell(hash);
+        // Uncontended (one thread, or another shard busy): take the shard
+        // and update the policy in place, the cheapest path.
+        if let Some(mut g) = cell.lock.try_write() {
+            cell.drain(&mut g);
+            return g.get_untimed(hash, key);
+        }
+        // Contended: look up under the read lock, in parallel with other
+        // readers, and leave a note of the hit for the next lock holder.
+        let found = cell.lock.read().lookup(hash, key);
+        match found {
+            Some((i, v)) => {
+                if cell.reads.record(ReadBuffer::note(i, hash)) {
+                    if let Some(mut g) = cell.lock.try_write() {
+                        cell.drain(&mut g);
+                    }
+                }
+                Some(v)
+            }
+            None => {
+                cell.reads.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
     }
 
     /// The value for `key` without recording an access or counting a hit.
@@ -462,7 +519,7 @@ where
     {
         let hash = self.hash(key);
         let t = self.time();
-        self.shard(hash).peek(hash, key, t.now)
+        self.cell(hash).lock.read().peek(hash, key, t.now)
     }
 
     /// Whether a live entry for `key` is present (no access recorded).
@@ -682,9 +739,7 @@ where
         }
         for s in self.inner.shards.iter() {
             let mut sink = self.sink();
-            s.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clear(&mut sink);
+            s.write().clear(&mut sink);
             self.notify(sink);
         }
     }
@@ -697,9 +752,7 @@ where
         };
         for s in self.inner.shards.iter() {
             let mut sink = self.sink();
-            s.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .expire(now, &mut sink);
+            s.write().expire(now, &mut sink);
             self.notify(sink);
         }
     }
@@ -709,7 +762,7 @@ where
         self.inner
             .shards
             .iter()
-            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len() as u64)
+            .map(|s| s.lock.read().len() as u64)
             .sum()
     }
 
@@ -718,7 +771,7 @@ where
         self.inner
             .shards
             .iter()
-            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).weight())
+            .map(|s| s.lock.read().weight())
             .sum()
     }
 
@@ -732,11 +785,7 @@ where
         self.inner
             .shards
             .iter()
-            .map(|s| {
-                s.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .max_weight()
-            })
+            .map(|s| s.write().max_weight())
             .min()
             .unwrap_or(0)
     }
@@ -755,7 +804,12 @@ where
     pub fn stats(&self) -> CacheStats {
         let mut out = CacheStats::default();
         for s in self.inner.shards.iter() {
-            out.add_shard(&s.lock().unwrap_or_else(PoisonError::into_inner).stats);
+            let mut g = s.write();
+            // Dropped notes are counted even when no note waits.
+            let hits = s.reads.drain(|note| g.replay_read(note));
+            g.stats.hits += hits;
+            out.add_shard(&g.stats);
+            out.misses += s.reads.misses.load(Ordering::Relaxed);
         }
         out.loads = self.inner.loads.load(Ordering::Relaxed);
         out.load_failures = self.inner.load_failures.load(Ordering::Relaxed);
@@ -776,7 +830,7 @@ where
     #[cfg(test)]
     pub(crate) fn check_invariants(&self) {
         for s in self.inner.shards.iter() {
-            s.lock().unwrap_or_else(PoisonError::into_inner).check();
+            s.write().check();
         }
     }
 
@@ -785,12 +839,7 @@ where
         self.inner
             .shards
             .iter()
-            .map(|s| {
-                s.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .policy()
-                    .window_max()
-            })
+            .map(|s| s.write().policy().window_max())
             .collect()
     }
 }

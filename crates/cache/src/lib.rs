@@ -69,6 +69,7 @@ mod loader;
 #[cfg(feature = "loader")]
 mod patterns;
 mod policy;
+mod read_buffer;
 mod shard;
 mod sketch;
 mod stats;

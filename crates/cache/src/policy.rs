@@ -248,17 +248,11 @@ impl PolicyState {
     fn flush_pending<N: PolicyNode>(&mut self, links: &mut [N], i: u32) {
         let link = links[i as usize].pl_mut();
         let (pending, hash) = (std::mem::take(&mut link.pending), link.hash);
-        if let Some(s) = self.sketch.as_mut() {
-            for _ in 0..pending {
-                s.increment(hash);
+        if pending > 0 {
+            if let Some(s) = self.sketch.as_mut() {
+                s.increment_by(hash, pending);
             }
         }
-    }
-
-    #[inline(always)]
-    fn is_young<N: PolicyNode>(&self, links: &[N], q: usize, i: u32) -> bool {
-        let l = &self.lists[q];
-        l.ticks.wrapping_sub(links[i as usize].pl().stamp) < l.len / 2
     }
 
     #[inline(always)]
@@ -268,6 +262,12 @@ impl PolicyState {
         if age < l.len / 2 {
             return;
         }
+        self.move_back(links, q, i);
+    }
+
+    #[inline(never)]
+    fn move_back<N: PolicyNode>(&mut self, links: &mut [N], q: usize, i: u32) {
+        let l = &mut self.lists[q];
         l.move_to_back(links, i);
         links[i as usize].pl_mut().stamp = l.ticks;
         l.ticks = l.ticks.wrapping_add(1);
@@ -295,41 +295,41 @@ impl PolicyState {
     }
 
     /// Entry `i` was read (or overwritten).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn on_hit<N: PolicyNode>(&mut self, links: &mut [N], i: u32) {
+        if self.kind != Policy::TinyLfu {
+            return self.on_hit_simple(links, i);
+        }
+        // Hits are counted in the node and reach the sketch in one batch
+        // when the entry changes queue (each sketch update is a cache miss);
+        // probation entries, the admission victims, are always flushed, so
+        // the victim's estimate is exact.
+        let link = links[i as usize].pl_mut();
+        link.pending = link.pending.saturating_add(1).min(15);
+        let q = link.queue;
+        if q == PROBATION {
+            self.promote(links, i);
+        } else {
+            self.touch(links, q as usize, i);
+        }
+    }
+
+    /// A probation entry was hit: it moves to the protected queue.
+    #[inline(never)]
+    fn promote<N: PolicyNode>(&mut self, links: &mut [N], i: u32) {
+        self.flush_pending(links, i);
+        let w = u64::from(links[i as usize].pl().weight);
+        self.lists[PROBATION as usize].unlink(links, i, w);
+        links[i as usize].pl_mut().queue = PROTECTED;
+        self.push(links, PROTECTED as usize, i, w);
+        self.demote_protected(links);
+    }
+
+    #[inline(never)]
+    fn on_hit_simple<N: PolicyNode>(&mut self, links: &mut [N], i: u32) {
         match self.kind {
-            Policy::TinyLfu => {
-                let q = links[i as usize].pl().queue;
-                if q == WINDOW || (q == PROTECTED && self.is_young(links, q as usize, i)) {
-                    // A window entry, or a hot entry in the young half of the
-                    // protected queue (nowhere near eviction): count the hit
-                    // in the node and flush it to the sketch when the entry
-                    // moves (each sketch update is a cache miss).
-                    let p = &mut links[i as usize].pl_mut().pending;
-                    *p = p.saturating_add(1).min(15);
-                    if q == WINDOW {
-                        self.touch(links, q as usize, i);
-                    }
-                    return;
-                }
-                self.flush_pending(links, i);
-                if let Some(s) = self.sketch.as_mut() {
-                    s.increment(links[i as usize].pl().hash);
-                }
-                match q {
-                    PROBATION => {
-                        let w = u64::from(links[i as usize].pl().weight);
-                        self.lists[PROBATION as usize].unlink(links, i, w);
-                        links[i as usize].pl_mut().queue = PROTECTED;
-                        self.push(links, PROTECTED as usize, i, w);
-                        self.demote_protected(links);
-                    }
-                    _ => self.touch(links, q as usize, i),
-                }
-            }
             // Exact LRU (it is also the benchmarks' reference policy).
             Policy::Lru => self.lists[0].move_to_back(links, i),
-            Policy::Fifo => {}
             Policy::Lfu => {
                 let q = links[i as usize].pl().queue;
                 if (q as usize) + 1 < LFU_LEVELS {
@@ -341,6 +341,7 @@ impl PolicyState {
                     self.touch(links, q as usize, i);
                 }
             }
+            Policy::TinyLfu | Policy::Fifo => {}
         }
     }
 

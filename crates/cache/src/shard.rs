@@ -8,6 +8,7 @@ use hashbrown::HashTable;
 use crate::error::CacheError;
 use crate::list::{Linked, NIL};
 use crate::policy::{PROBATION, PROTECTED, Policy, PolicyLink, PolicyNode, PolicyState, WINDOW};
+use crate::read_buffer::ReadBuffer;
 use crate::stats::{RemovalCause, ShardStats};
 use crate::timer_wheel::{TimerLink, TimerWheel};
 
@@ -197,6 +198,53 @@ where
             .entry
             .as_ref()
             .map(|e| e.value.clone())
+    }
+
+    /// The read path when nothing can expire, under the write lock.
+    #[inline(always)]
+    pub(crate) fn get_untimed<Q>(&mut self, hash: u64, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+        V: Clone,
+    {
+        let Some(i) = self.find(hash, key) else {
+            self.stats.misses += 1;
+            return None;
+        };
+        self.stats.hits += 1;
+        self.policy.on_hit(&mut self.nodes, i);
+        self.nodes[i as usize]
+            .entry
+            .as_ref()
+            .map(|e| e.value.clone())
+    }
+
+    /// The read path under a shared lock (nothing can expire): the slab
+    /// index and a clone of the value; the caller records the hit.
+    #[inline]
+    pub(crate) fn lookup<Q>(&self, hash: u64, key: &Q) -> Option<(u32, V)>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+        V: Clone,
+    {
+        let i = self.find(hash, key)?;
+        self.nodes[i as usize]
+            .entry
+            .as_ref()
+            .map(|e| (i, e.value.clone()))
+    }
+
+    /// Replays a hit noted by [`lookup`](Shard::lookup)'s caller in the read
+    /// buffer, unless its slot has changed hands since.
+    pub(crate) fn replay_read(&mut self, note: u64) {
+        let (i, tag) = ReadBuffer::unnote(note);
+        if let Some(n) = self.nodes.get(i as usize) {
+            if n.entry.is_some() && n.link.hash & 0xffff_ffff_0000_0000 == tag {
+                self.policy.on_hit(&mut self.nodes, i);
+            }
+        }
     }
 
     /// Looks `key` up without recording an access or counting a hit.

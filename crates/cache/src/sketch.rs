@@ -71,18 +71,24 @@ impl FrequencySketch {
     /// Records one occurrence of `hash`.
     #[inline]
     pub(crate) fn increment(&mut self, hash: u64) {
+        self.increment_by(hash, 1);
+    }
+
+    /// Records `n` occurrences of `hash` (counters saturate at 15).
+    #[inline]
+    pub(crate) fn increment_by(&mut self, hash: u64, n: u8) {
         let h = spread(hash);
         let block = self.block(h);
-        let mut added = false;
+        let mut added = 0u64;
         for i in 0..4 {
             let (w, shift) = Self::slot(block, h, i);
-            if (self.table[w] >> shift) & 15 != 15 {
-                self.table[w] += 1 << shift;
-                added = true;
-            }
+            let c = (self.table[w] >> shift) & 15;
+            let add = (15 - c).min(u64::from(n));
+            self.table[w] += add << shift;
+            added = added.max(add);
         }
-        if added {
-            self.additions += 1;
+        if added > 0 {
+            self.additions += added as u32;
             if self.additions >= self.sample_size {
                 self.reset();
             }
