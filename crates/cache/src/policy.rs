@@ -20,8 +20,6 @@
 //! * [`Policy::Lfu`]: 32 frequency levels with LRU order inside a level;
 //!   evicts from the lowest level. Counts are capped, never aged.
 
-use hashbrown::HashTable;
-
 use crate::list::{Linked, ListHead, NIL};
 use crate::sketch::FrequencySketch;
 
@@ -108,62 +106,78 @@ impl Linked for PolicyLink {
 }
 
 /// A bounded FIFO set of recently evicted keys' hashes (ARC's ghost lists):
-/// a ring of hashes and a table of ring positions.
+/// a ring of hashes in eviction order, and a direct-mapped index (twice the
+/// ring's size) from a hash to its ring position. A push or a lookup is one
+/// or two array accesses; a key whose index slot was taken over by a later
+/// one is forgotten early, which only makes the ghost a little shorter.
 #[derive(Debug)]
 pub(crate) struct Ghost {
+    /// Hashes in push order; 0 marks a slot already taken back.
     ring: Vec<u64>,
     next: usize,
-    cap: usize,
-    table: HashTable<u32>,
+    /// Ring position + 1 by `hash & mask`; 0 = empty.
+    index: Vec<u32>,
+    mask: usize,
+    live: usize,
 }
 
 impl Ghost {
     fn new(cap: usize) -> Self {
+        let slots = (cap * 2).next_power_of_two().max(2);
         Ghost {
-            ring: Vec::new(),
+            ring: vec![0; cap],
             next: 0,
-            cap,
-            table: HashTable::new(),
+            index: if cap == 0 { Vec::new() } else { vec![0; slots] },
+            mask: slots - 1,
+            live: 0,
         }
     }
 
     fn len(&self) -> usize {
-        self.table.len()
+        self.live
     }
 
     /// Remembers `hash`, forgetting the oldest one when full.
+    #[inline]
     fn push(&mut self, hash: u64) {
-        if self.cap == 0 {
+        if self.ring.is_empty() {
             return;
         }
-        let pos = if self.ring.len() < self.cap {
-            self.ring.push(hash);
-            self.ring.len() - 1
-        } else {
-            let pos = self.next;
-            let old = self.ring[pos];
-            if let Ok(e) = self.table.find_entry(old, |&i| i as usize == pos) {
-                e.remove();
+        let hash = hash.max(1);
+        let pos = self.next;
+        let old = self.ring[pos];
+        if old != 0 {
+            self.live -= 1;
+            let slot = &mut self.index[old as usize & self.mask];
+            if *slot as usize == pos + 1 {
+                *slot = 0;
             }
-            self.ring[pos] = hash;
-            pos
+        }
+        self.ring[pos] = hash;
+        self.index[hash as usize & self.mask] = (pos + 1) as u32;
+        self.live += 1;
+        self.next = if pos + 1 == self.ring.len() {
+            0
+        } else {
+            pos + 1
         };
-        self.next = (pos + 1) % self.cap;
-        let ring = &self.ring;
-        self.table
-            .insert_unique(hash, pos as u32, |&i| ring[i as usize]);
     }
 
     /// Whether `hash` was remembered (and forgets it).
+    #[inline]
     fn take(&mut self, hash: u64) -> bool {
-        let ring = &self.ring;
-        match self.table.find_entry(hash, |&i| ring[i as usize] == hash) {
-            Ok(e) => {
-                e.remove();
-                true
-            }
-            Err(_) => false,
+        let hash = hash.max(1);
+        let Some(slot) = self.index.get_mut(hash as usize & self.mask) else {
+            return false;
+        };
+        let p = *slot as usize;
+        if p == 0 || self.ring[p - 1] != hash {
+            return false;
         }
+        *slot = 0;
+        self.ring[p - 1] = 0;
+        self.live -= 1;
+        true
     }
 }
 
