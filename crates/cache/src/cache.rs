@@ -541,11 +541,13 @@ where
         }
     }
 
+    #[inline]
     fn insert_inner(&self, key: K, value: V, deadline: Option<u64>) -> Result<(), CacheError> {
         self.revoke(&key);
         self.insert_unrevoked(key, value, deadline)
     }
 
+    #[inline]
     fn insert_unrevoked(&self, key: K, value: V, deadline: Option<u64>) -> Result<(), CacheError> {
         let (r, sink) = self.insert_core(key, value, deadline);
         if !sink.items.is_empty() {
@@ -555,6 +557,7 @@ where
     }
 
     /// Inserts without revoking leases or notifying; the caller notifies.
+    #[inline]
     fn insert_core(
         &self,
         key: K,
