@@ -325,8 +325,12 @@ impl PolicyState {
         // when the entry changes queue (each sketch update is a cache miss);
         // probation entries, the admission victims, are always flushed, so
         // the victim's estimate is exact.
+        // A saturated count is not written again: a hot entry's node stays
+        // clean, so its cache line is not bounced between cores that read it.
         let link = links[i as usize].pl_mut();
-        link.pending = link.pending.saturating_add(1).min(15);
+        if link.pending < 15 {
+            link.pending += 1;
+        }
         let q = link.queue;
         if q == PROBATION {
             self.promote(links, i);
