@@ -112,79 +112,105 @@ impl Linked for PolicyLink {
 /// 5: 22/22; 8: 22/22 but closer to the edge).
 const ADAPT_GAIN: usize = 5;
 
-/// A bounded FIFO set of recently evicted keys' hashes (ARC's ghost lists):
-/// a ring of hashes in eviction order, and a direct-mapped index (twice the
-/// ring's size) from a hash to its ring position. A push or a lookup is one
-/// or two array accesses; a key whose index slot was taken over by a later
-/// one is forgotten early, which only makes the ghost a little shorter.
+/// ARC's two ghost lists: bounded FIFO sets of the hashes of keys recently
+/// rejected at the window's exit (`WINDOW_GHOST`) and recently evicted from
+/// the main space (`MAIN_GHOST`). Each is a ring of hashes in eviction order;
+/// one shared direct-mapped index (twice the rings' total size) maps a hash
+/// to its ring and position, so a new key costs one lookup for both ghosts.
+/// A key whose index slot is taken over by a later one is forgotten early,
+/// which only makes its ghost a little shorter.
 #[derive(Debug)]
-pub(crate) struct Ghost {
-    /// Hashes in push order; 0 marks a slot already taken back.
-    ring: Vec<u64>,
-    next: usize,
-    /// Ring position + 1 by `hash & mask`; 0 = empty.
+pub(crate) struct Ghosts {
+    /// Hashes in push order per ghost; 0 marks a slot already taken back.
+    rings: [Vec<u64>; 2],
+    next: [usize; 2],
+    live: [usize; 2],
+    /// Bit 31: the ghost; bits 0..31: ring position + 1; 0 = empty.
     index: Vec<u32>,
     mask: usize,
-    live: usize,
 }
 
-impl Ghost {
-    fn new(cap: usize) -> Self {
-        let slots = (cap * 2).next_power_of_two().max(2);
-        Ghost {
-            ring: vec![0; cap],
-            next: 0,
-            index: if cap == 0 { Vec::new() } else { vec![0; slots] },
+const WINDOW_GHOST: usize = 0;
+const MAIN_GHOST: usize = 1;
+const GHOST_BIT: u32 = 1 << 31;
+
+impl Ghosts {
+    fn new(window: usize, main: usize) -> Self {
+        let window = window.min(GHOST_BIT as usize - 2);
+        let main = main.min(GHOST_BIT as usize - 2);
+        let slots = ((window + main) * 2).next_power_of_two().max(2);
+        Ghosts {
+            rings: [vec![0; window], vec![0; main]],
+            next: [0; 2],
+            live: [0; 2],
+            index: if window + main == 0 {
+                Vec::new()
+            } else {
+                vec![0; slots]
+            },
             mask: slots - 1,
-            live: 0,
         }
     }
 
-    fn len(&self) -> usize {
-        self.live
+    fn len(&self, ghost: usize) -> usize {
+        self.live[ghost]
     }
 
-    /// Remembers `hash`, forgetting the oldest one when full.
+    #[inline(always)]
+    fn tag(ghost: usize, pos: usize) -> u32 {
+        (pos as u32 + 1) | if ghost == MAIN_GHOST { GHOST_BIT } else { 0 }
+    }
+
+    /// Remembers `hash` in `ghost`, forgetting its oldest one when full.
     #[inline]
-    fn push(&mut self, hash: u64) {
-        if self.ring.is_empty() {
+    fn push(&mut self, ghost: usize, hash: u64) {
+        let ring = &mut self.rings[ghost];
+        if ring.is_empty() {
             return;
         }
         let hash = hash.max(1);
-        let pos = self.next;
-        let old = self.ring[pos];
+        let pos = self.next[ghost];
+        let old = ring[pos];
         if old != 0 {
-            self.live -= 1;
+            self.live[ghost] -= 1;
             let slot = &mut self.index[old as usize & self.mask];
-            if *slot as usize == pos + 1 {
+            if *slot == Self::tag(ghost, pos) {
                 *slot = 0;
             }
         }
-        self.ring[pos] = hash;
-        self.index[hash as usize & self.mask] = (pos + 1) as u32;
-        self.live += 1;
-        self.next = if pos + 1 == self.ring.len() {
-            0
-        } else {
-            pos + 1
-        };
+        ring[pos] = hash;
+        self.next[ghost] = if pos + 1 == ring.len() { 0 } else { pos + 1 };
+        // A key taken over here is forgotten by its ghost too.
+        let slot = &mut self.index[hash as usize & self.mask];
+        if *slot != 0 {
+            let g = usize::from(*slot & GHOST_BIT != 0);
+            let p = (*slot & !GHOST_BIT) as usize - 1;
+            if (g, p) != (ghost, pos) && self.rings[g][p] != 0 {
+                self.rings[g][p] = 0;
+                self.live[g] -= 1;
+            }
+        }
+        *slot = Self::tag(ghost, pos);
+        self.live[ghost] += 1;
     }
 
-    /// Whether `hash` was remembered (and forgets it).
+    /// Which ghost remembered `hash`, if one did (and forgets it).
     #[inline]
-    fn take(&mut self, hash: u64) -> bool {
+    fn take(&mut self, hash: u64) -> Option<usize> {
         let hash = hash.max(1);
-        let Some(slot) = self.index.get_mut(hash as usize & self.mask) else {
-            return false;
-        };
-        let p = *slot as usize;
-        if p == 0 || self.ring[p - 1] != hash {
-            return false;
+        let slot = self.index.get_mut(hash as usize & self.mask)?;
+        if *slot == 0 {
+            return None;
+        }
+        let g = usize::from(*slot & GHOST_BIT != 0);
+        let p = (*slot & !GHOST_BIT) as usize - 1;
+        if self.rings[g][p] != hash {
+            return None;
         }
         *slot = 0;
-        self.ring[p - 1] = 0;
-        self.live -= 1;
-        true
+        self.rings[g][p] = 0;
+        self.live[g] -= 1;
+        Some(g)
     }
 }
 
@@ -197,10 +223,9 @@ pub(crate) struct PolicyState {
     pub(crate) max: u64,
     pub(crate) window_max: u64,
     pub(crate) protected_max: u64,
-    /// Keys recently rejected at the window's exit.
-    window_ghost: Ghost,
-    /// Keys recently evicted from the main space.
-    main_ghost: Ghost,
+    /// Keys recently rejected at the window's exit or evicted from the
+    /// main space.
+    ghosts: Ghosts,
     rng: u64,
 }
 
@@ -230,8 +255,7 @@ impl PolicyState {
             max,
             window_max,
             protected_max: 0,
-            window_ghost: Ghost::new(wg),
-            main_ghost: Ghost::new(mg),
+            ghosts: Ghosts::new(wg, mg),
             rng: seed | 1,
         };
         p.protected_max = p.main_max() * 4 / 5;
@@ -380,11 +404,12 @@ impl PolicyState {
     /// space: a larger main space would have (shrink). ARC's adaptation,
     /// applied to W-TinyLFU's window.
     fn adapt<N: PolicyNode>(&mut self, links: &mut [N], hash: u64) {
-        let (w, m) = (self.window_ghost.len(), self.main_ghost.len());
-        let target = if self.window_ghost.take(hash) {
+        let (w, m) = (self.ghosts.len(WINDOW_GHOST), self.ghosts.len(MAIN_GHOST));
+        let hit = self.ghosts.take(hash);
+        let target = if hit == Some(WINDOW_GHOST) {
             let step = (ADAPT_GAIN * m / w.max(1)).max(1) as u64;
             self.window_max.saturating_add(step).min(self.max)
-        } else if self.main_ghost.take(hash) {
+        } else if hit == Some(MAIN_GHOST) {
             let step = (ADAPT_GAIN * w / m.max(1)).max(1) as u64;
             self.window_max.saturating_sub(step).max(1)
         } else {
@@ -404,9 +429,9 @@ impl PolicyState {
         }
         let hash = links[i as usize].pl().hash;
         if rejected {
-            self.window_ghost.push(hash);
+            self.ghosts.push(WINDOW_GHOST, hash);
         } else {
-            self.main_ghost.push(hash);
+            self.ghosts.push(MAIN_GHOST, hash);
         }
     }
 
