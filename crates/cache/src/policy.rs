@@ -180,17 +180,9 @@ impl Ghosts {
         }
         ring[pos] = hash;
         self.next[ghost] = if pos + 1 == ring.len() { 0 } else { pos + 1 };
-        // A key taken over here is forgotten by its ghost too.
-        let slot = &mut self.index[hash as usize & self.mask];
-        if *slot != 0 {
-            let g = usize::from(*slot & GHOST_BIT != 0);
-            let p = (*slot & !GHOST_BIT) as usize - 1;
-            if (g, p) != (ghost, pos) && self.rings[g][p] != 0 {
-                self.rings[g][p] = 0;
-                self.live[g] -= 1;
-            }
-        }
-        *slot = Self::tag(ghost, pos);
+        // A key whose slot is taken over here stays in its ring, unreachable,
+        // until the ring wraps: its ghost's size (ARC's step ratio) counts it.
+        self.index[hash as usize & self.mask] = Self::tag(ghost, pos);
         self.live[ghost] += 1;
     }
 
