@@ -488,8 +488,9 @@ where
         let cell = self.cell(hash);
         // Uncontended (one thread, or another shard busy): take the shard
         // and update the policy in place, the cheapest path.
+        // (Notes left by contended readers wait for the next writer, or for
+        // a reader that finds the buffer half full: they are hints.)
         if let Some(mut g) = cell.lock.try_write() {
-            cell.drain(&mut g);
             return g.get_untimed(hash, key);
         }
         // Contended: look up under the read lock, in parallel with other

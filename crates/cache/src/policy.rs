@@ -210,7 +210,9 @@ impl Ghosts {
 #[derive(Debug)]
 pub(crate) struct PolicyState {
     pub(crate) kind: Policy,
-    pub(crate) lists: Vec<ListHead>,
+    /// The queues, inline (no pointer to chase on a hit): TinyLFU uses the
+    /// first three, LRU and FIFO the first, LFU all of them.
+    pub(crate) lists: [ListHead; LFU_LEVELS],
     pub(crate) sketch: Option<FrequencySketch>,
     pub(crate) max: u64,
     pub(crate) window_max: u64,
@@ -223,11 +225,6 @@ pub(crate) struct PolicyState {
 
 impl PolicyState {
     pub(crate) fn new(kind: Policy, max: u64, expected_entries: usize, seed: u64) -> Self {
-        let lists = match kind {
-            Policy::TinyLfu => 3,
-            Policy::Lru | Policy::Fifo => 1,
-            Policy::Lfu => LFU_LEVELS,
-        };
         let sketch = (kind == Policy::TinyLfu).then(|| FrequencySketch::new(expected_entries));
         let window_max = (max / 100).max(1).min(max);
         // Ghosts remember 15 % (window) and 10 % (main) of the capacity in
@@ -242,7 +239,7 @@ impl PolicyState {
         };
         let mut p = PolicyState {
             kind,
-            lists: vec![ListHead::EMPTY; lists],
+            lists: [ListHead::EMPTY; LFU_LEVELS],
             sketch,
             max,
             window_max,
