@@ -108,7 +108,10 @@ where
         let prealloc = expected_entries.min(4096);
         Shard {
             table: HashTable::with_capacity(prealloc),
-            nodes: Vec::with_capacity(prealloc),
+            // One spare slot: an insert links the new node before it evicts,
+            // so a full shard briefly holds `max + 1` (without the spare the
+            // slab would double its capacity at that moment).
+            nodes: Vec::with_capacity(prealloc + 1),
             timers: Vec::new(),
             free: Vec::new(),
             policy: PolicyState::new(kind, max, expected_entries, seed),
