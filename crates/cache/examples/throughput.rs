@@ -3,7 +3,7 @@
 //! `cargo run --release -p kuai-cache --features trace --example throughput -- [threads] [keyspace] [write_every]`
 //!
 //! Environment: `POLICY=lru|fifo|tinylfu`, `SHARDS=n`, `KUAI_ONLY=1` (skip quick_cache),
-//! `QC_ONLY=1` (quick_cache only).
+//! `QC_ONLY=1` (quick_cache only), `OPS=n` per thread and round, `ROUNDS=n`.
 use std::time::Instant;
 
 use kuai_cache::{Cache, trace};
@@ -22,7 +22,16 @@ fn main() {
             *k = k.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17);
         }
     }
-    let ops = 2_000_000usize;
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    // OPS / ROUNDS: e.g. instructions per op under callgrind, as the
+    // difference of two runs with different OPS.
+    let ops = env("OPS", 2_000_000);
+    let rounds = env("ROUNDS", 3);
     let policy = match std::env::var("POLICY").as_deref() {
         Ok("lru") => kuai_cache::Policy::Lru,
         Ok("fifo") => kuai_cache::Policy::Fifo,
@@ -50,7 +59,7 @@ fn main() {
         qc.insert(*k, 0);
     }
     let qc_only = std::env::var_os("QC_ONLY").is_some();
-    for round in 0..3 {
+    for round in 0..rounds {
         let t = Instant::now();
         if qc_only {
             std::thread::scope(|s| {

@@ -13,9 +13,10 @@ use kuai_core::{Clock, SystemClock};
 use crate::error::CacheError;
 use crate::hashing::FastHashBuilder;
 use crate::policy::Policy;
+use crate::read_buffer::ReadBuffer;
 use crate::shard::{NEVER, Now, Shard, Sink};
 use crate::stats::{CacheStats, RemovalCause};
-use crate::sync::{AtomicBool, AtomicU64, Mutex, MutexGuard};
+use crate::sync::{AtomicBool, AtomicU64, Mutex, RwLock, RwLockWriteGuard};
 
 pub(crate) mod keyspace;
 
@@ -237,7 +238,10 @@ where
                     seed.wrapping_add(i as u64),
                 );
                 shard.reject_when_full = self.reject_when_full;
-                CachePadded::new(Mutex::new(shard))
+                CachePadded::new(ShardCell {
+                    lock: RwLock::new(shard),
+                    reads: ReadBuffer::new(),
+                })
             })
             .collect();
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
@@ -284,10 +288,33 @@ pub(crate) fn check_duration(d: Duration) -> Result<(), CacheError> {
     }
 }
 
-type ShardCell<K, V> = CachePadded<Mutex<Shard<K, V>>>;
+/// One shard: its lock and, beside it, its read buffer (written by readers
+/// that hold only the read lock).
+struct ShardCell<K, V> {
+    lock: RwLock<Shard<K, V>>,
+    reads: ReadBuffer,
+}
+
+impl<K: Eq, V> ShardCell<K, V> {
+    /// The shard, exclusively, with the read buffer replayed into its policy.
+    #[inline(always)]
+    fn write(&self) -> RwLockWriteGuard<'_, Shard<K, V>> {
+        let mut g = self.lock.write();
+        self.drain(&mut g);
+        g
+    }
+
+    #[inline(always)]
+    fn drain(&self, shard: &mut Shard<K, V>) {
+        if !self.reads.is_empty() {
+            let hits = self.reads.drain(|note| shard.replay_read(note));
+            shard.stats.hits += hits;
+        }
+    }
+}
 
 struct Inner<K, V, S> {
-    shards: Box<[ShardCell<K, V>]>,
+    shards: Box<[CachePadded<ShardCell<K, V>>]>,
     mask: usize,
     hasher: S,
     timed: AtomicBool,
@@ -400,11 +427,14 @@ where
     }
 
     #[inline(always)]
-    fn shard(&self, hash: u64) -> MutexGuard<'_, Shard<K, V>> {
-        let i = self.shard_index(hash);
-        self.inner.shards[i]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    fn cell(&self, hash: u64) -> &ShardCell<K, V> {
+        &self.inner.shards[self.shard_index(hash)]
+    }
+
+    /// The shard of `hash`, exclusively (its read buffer drained).
+    #[inline(always)]
+    fn shard(&self, hash: u64) -> RwLockWriteGuard<'_, Shard<K, V>> {
+        self.cell(hash).write()
     }
 
     /// Nanoseconds since the cache's epoch on its clock.
@@ -458,13 +488,41 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash(key);
-        let t = self.time();
-        let mut sink = self.sink();
-        let v = self.shard(hash).get(hash, key, t, &mut sink);
-        if !sink.items.is_empty() {
-            self.notify(sink);
+        if self.inner.timed.load(Ordering::Relaxed) {
+            let t = self.time();
+            let mut sink = self.sink();
+            let v = self.shard(hash).get(hash, key, t, &mut sink);
+            if !sink.items.is_empty() {
+                self.notify(sink);
+            }
+            return v;
         }
-        v
+        // Nothing can expire: no removal on a read, so no listener either.
+        let cell = self.cell(hash);
+        // Uncontended (one thread, or another shard busy): take the shard
+        // and update the policy in place, the cheapest path.
+        // (Notes left by contended readers wait for the next writer, or for
+        // a reader that finds the buffer half full: they are hints.)
+        if let Some(mut g) = cell.lock.try_write() {
+            return g.get_untimed(hash, key);
+        }
+        // Contended: look up under the read lock, in parallel with other
+        // readers, and leave a note of the hit for the next lock holder.
+        let found = cell.lock.read().lookup(hash, key);
+        match found {
+            Some((i, v)) => {
+                if cell.reads.record(ReadBuffer::note(i, hash)) {
+                    if let Some(mut g) = cell.lock.try_write() {
+                        cell.drain(&mut g);
+                    }
+                }
+                Some(v)
+            }
+            None => {
+                cell.reads.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
     }
 
     /// The value for `key` without recording an access or counting a hit.
@@ -475,7 +533,7 @@ where
     {
         let hash = self.hash(key);
         let t = self.time();
-        self.shard(hash).peek(hash, key, t.now)
+        self.cell(hash).lock.read().peek(hash, key, t.now)
     }
 
     /// Whether a live entry for `key` is present (no access recorded).
@@ -497,11 +555,13 @@ where
         }
     }
 
+    #[inline]
     fn insert_inner(&self, key: K, value: V, deadline: Option<u64>) -> Result<(), CacheError> {
         self.revoke(&key);
         self.insert_unrevoked(key, value, deadline)
     }
 
+    #[inline]
     fn insert_unrevoked(&self, key: K, value: V, deadline: Option<u64>) -> Result<(), CacheError> {
         let (r, sink) = self.insert_core(key, value, deadline);
         if !sink.items.is_empty() {
@@ -511,6 +571,7 @@ where
     }
 
     /// Inserts without revoking leases or notifying; the caller notifies.
+    #[inline]
     fn insert_core(
         &self,
         key: K,
@@ -695,9 +756,7 @@ where
         }
         for s in self.inner.shards.iter() {
             let mut sink = self.sink();
-            s.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clear(&mut sink);
+            s.write().clear(&mut sink);
             self.notify(sink);
         }
     }
@@ -710,9 +769,7 @@ where
         };
         for s in self.inner.shards.iter() {
             let mut sink = self.sink();
-            s.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .expire(now, &mut sink);
+            s.write().expire(now, &mut sink);
             self.notify(sink);
         }
     }
@@ -722,7 +779,7 @@ where
         self.inner
             .shards
             .iter()
-            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len() as u64)
+            .map(|s| s.lock.read().len() as u64)
             .sum()
     }
 
@@ -731,7 +788,7 @@ where
         self.inner
             .shards
             .iter()
-            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).weight())
+            .map(|s| s.lock.read().weight())
             .sum()
     }
 
@@ -745,11 +802,7 @@ where
         self.inner
             .shards
             .iter()
-            .map(|s| {
-                s.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .max_weight()
-            })
+            .map(|s| s.write().max_weight())
             .min()
             .unwrap_or(0)
     }
@@ -768,7 +821,12 @@ where
     pub fn stats(&self) -> CacheStats {
         let mut out = CacheStats::default();
         for s in self.inner.shards.iter() {
-            out.add_shard(&s.lock().unwrap_or_else(PoisonError::into_inner).stats);
+            let mut g = s.write();
+            // Dropped notes are counted even when no note waits.
+            let hits = s.reads.drain(|note| g.replay_read(note));
+            g.stats.hits += hits;
+            out.add_shard(&g.stats);
+            out.misses += s.reads.misses.load(Ordering::Relaxed);
         }
         out.loads = self.inner.loads.load(Ordering::Relaxed);
         out.load_failures = self.inner.load_failures.load(Ordering::Relaxed);
@@ -789,7 +847,7 @@ where
     #[cfg(test)]
     pub(crate) fn check_invariants(&self) {
         for s in self.inner.shards.iter() {
-            s.lock().unwrap_or_else(PoisonError::into_inner).check();
+            s.write().check();
         }
     }
 
@@ -798,12 +856,7 @@ where
         self.inner
             .shards
             .iter()
-            .map(|s| {
-                s.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .policy()
-                    .window_max()
-            })
+            .map(|s| s.write().policy().window_max())
             .collect()
     }
 }
@@ -1059,7 +1112,7 @@ mod tests {
     }
 
     #[test]
-    fn hill_climber_moves_the_window() {
+    fn ghosts_move_the_window() {
         let c = single::<u64>(1000, Policy::TinyLfu);
         let before = c.window_maxes();
         // A recency-heavy workload: a sliding working set.

@@ -54,6 +54,13 @@ pub enum CacheError {
     /// A trace file could not be read or parsed.
     #[error("bad trace: {0}")]
     BadTrace(String),
+    /// A compressed trace decompressed to more than the cap (a corrupt file
+    /// or a decompression bomb); nothing past the cap was read.
+    #[error("trace decompresses to more than {limit} bytes")]
+    TraceTooLarge {
+        /// The cap, in decompressed bytes.
+        limit: u64,
+    },
     /// The write-behind buffer is full.
     #[error("write-behind buffer full ({0} pending writes)")]
     WriteBehindFull(usize),
@@ -80,7 +87,9 @@ impl From<CacheError> for kuai_core::Error {
                 E::overloaded(err.to_string())
             }
             CacheError::Closed(_) => E::closed(err.to_string()),
-            CacheError::BadTrace(_) => E::corrupt(err.to_string()),
+            CacheError::BadTrace(_) | CacheError::TraceTooLarge { .. } => {
+                E::corrupt(err.to_string())
+            }
             CacheError::Backend(inner) => inner,
             CacheError::LoadFailed { kind, message } => E::new(kind, message),
             CacheError::LoaderPanicked(_) => E::backend("cache load failed", err),

@@ -15,7 +15,7 @@
 //! | [`BloomFilter`] | cache-penetration guard for keys that never existed |
 //! | [`HotKeyDetector`], [`HotKeyCache`] | top-k hot keys over a sliding window; local replicas of hot keys |
 //! | `TwoLevelCache` (feature `redis`) | L1 + Redis L2: per-level TTLs, pub/sub invalidation, 100 ms timeouts, fail-open circuit breaker |
-//! | `trace` (feature `trace`) | ARC / key-per-line trace readers (gzip, zstd) and a Zipf source, for the `replay` example |
+//! | `trace` (feature `trace`) | ARC / key-per-line trace readers (gzip, zstd, xz) and a Zipf source, for the `replay` example |
 //!
 //! ```
 //! use std::sync::Arc;
@@ -69,6 +69,7 @@ mod loader;
 #[cfg(feature = "loader")]
 mod patterns;
 mod policy;
+mod read_buffer;
 mod shard;
 mod sketch;
 mod stats;

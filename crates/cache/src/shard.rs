@@ -8,6 +8,7 @@ use hashbrown::HashTable;
 use crate::error::CacheError;
 use crate::list::{Linked, NIL};
 use crate::policy::{PROBATION, PROTECTED, Policy, PolicyLink, PolicyNode, PolicyState, WINDOW};
+use crate::read_buffer::ReadBuffer;
 use crate::stats::{RemovalCause, ShardStats};
 use crate::timer_wheel::{TimerLink, TimerWheel};
 
@@ -18,7 +19,10 @@ pub(crate) use ops::{Action, Deadline, KeyArg};
 pub(crate) const NEVER: u64 = u64::MAX;
 
 /// One slab slot: the policy links and (when occupied) the entry, in one
-/// allocation so a lookup touches one cache line for both.
+/// allocation so a lookup touches one cache line for both. Aligned to a
+/// cache line: an unaligned 56-byte node (`u64` keys and values) straddles
+/// two lines three times in four, and a lookup then misses twice.
+#[repr(align(64))]
 struct Node<K, V> {
     link: PolicyLink,
     entry: Option<Entry<K, V>>,
@@ -109,7 +113,10 @@ where
         let prealloc = expected_entries.min(4096);
         Shard {
             table: HashTable::with_capacity(prealloc),
-            nodes: Vec::with_capacity(prealloc),
+            // One spare slot: an insert links the new node before it evicts,
+            // so a full shard briefly holds `max + 1` (without the spare the
+            // slab would double its capacity at that moment).
+            nodes: Vec::with_capacity(prealloc + 1),
             timers: Vec::new(),
             free: Vec::new(),
             policy: PolicyState::new(kind, max, expected_entries, seed),
@@ -203,6 +210,53 @@ where
             .entry
             .as_ref()
             .map(|e| e.value.clone())
+    }
+
+    /// The read path when nothing can expire, under the write lock.
+    #[inline(always)]
+    pub(crate) fn get_untimed<Q>(&mut self, hash: u64, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+        V: Clone,
+    {
+        let Some(i) = self.find(hash, key) else {
+            self.stats.misses += 1;
+            return None;
+        };
+        self.stats.hits += 1;
+        self.policy.on_hit(&mut self.nodes, i);
+        self.nodes[i as usize]
+            .entry
+            .as_ref()
+            .map(|e| e.value.clone())
+    }
+
+    /// The read path under a shared lock (nothing can expire): the slab
+    /// index and a clone of the value; the caller records the hit.
+    #[inline]
+    pub(crate) fn lookup<Q>(&self, hash: u64, key: &Q) -> Option<(u32, V)>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+        V: Clone,
+    {
+        let i = self.find(hash, key)?;
+        self.nodes[i as usize]
+            .entry
+            .as_ref()
+            .map(|e| (i, e.value.clone()))
+    }
+
+    /// Replays a hit noted by [`lookup`](Shard::lookup)'s caller in the read
+    /// buffer, unless its slot has changed hands since.
+    pub(crate) fn replay_read(&mut self, note: u64) {
+        let (i, tag) = ReadBuffer::unnote(note);
+        if let Some(n) = self.nodes.get(i as usize) {
+            if n.entry.is_some() && n.link.hash & 0xffff_ffff_0000_0000 == tag {
+                self.policy.on_hit(&mut self.nodes, i);
+            }
+        }
     }
 
     /// Looks `key` up without recording an access or counting a hit.
@@ -317,7 +371,6 @@ where
             self.expire(now, sink);
         }
         self.evict_to_fit(sink);
-        self.policy.maybe_climb(&mut self.nodes);
         Ok(())
     }
 
@@ -442,6 +495,7 @@ where
                 if v == NIL {
                     break;
                 }
+                self.policy.note_evicted(&self.nodes, v, false);
                 self.remove_index(v, RemovalCause::Size, sink);
                 continue;
             }
@@ -460,6 +514,7 @@ where
                 let v = victim;
                 victim = self.nodes[v as usize].link.next_index();
                 let cand_was_victim = cand == v;
+                self.policy.note_evicted(&self.nodes, v, cand_was_victim);
                 self.remove_index(v, RemovalCause::Size, sink);
                 if cand_was_victim || cand == NIL {
                     cand = NIL;
@@ -476,6 +531,7 @@ where
                 let c = cand;
                 candidates = candidates.saturating_sub(1);
                 let prev = self.nodes[c as usize].link.prev_index();
+                self.policy.note_evicted(&self.nodes, c, true);
                 self.remove_index(c, RemovalCause::Size, sink);
                 cand = if candidates > 0 { prev } else { NIL };
                 if cand == victim && victim != NIL {

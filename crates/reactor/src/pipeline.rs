@@ -9,7 +9,7 @@
 //! state across reads, arguments are slices of the read buffer (no copy, no
 //! `Bytes` per request), replies are formatted straight into an output
 //! buffer, and some requests change the connection (close after `QUIT`,
-//! switch protocol). [`ServerBuilder::serve_pipeline`] serves such a
+//! switch protocol). [`ServerBuilder::serve_pipeline`](crate::ServerBuilder::serve_pipeline) serves such a
 //! protocol on the same threads, accept modes, limits, timeouts, drain and
 //! statistics as `serve`:
 //!

@@ -11,14 +11,13 @@
 
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
-use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::{Cache, CacheBuilder, check_duration};
 use crate::error::CacheError;
 use crate::shard::{Action, Deadline, KeyArg, NEVER, Now, Shard, Sink};
-use crate::sync::MutexGuard;
+use crate::sync::RwLockWriteGuard;
 
 /// When an entry written or changed by [`Cache::compute`] expires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +68,7 @@ impl<'a, V> Current<'a, V> {
     }
 }
 
-type ShardGuard<'a, K, V> = MutexGuard<'a, Shard<K, V>>;
+type ShardGuard<'a, K, V> = RwLockWriteGuard<'a, Shard<K, V>>;
 
 /// Several keys' shards locked together, from [`Cache::batch`]: computes on
 /// those keys are atomic as a group (no other operation on any of them
@@ -573,11 +572,7 @@ where
         guards.dedup_by_key(|g| g.0);
         // In index order: two batches never wait on each other in a cycle.
         for g in guards.iter_mut() {
-            g.1 = Some(
-                self.inner.shards[g.0]
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner),
-            );
+            g.1 = Some(self.inner.shards[g.0].write());
         }
         let mut b = Batch {
             cache: self,
@@ -627,9 +622,7 @@ where
         while shard < n {
             let mut seen = 0usize;
             let next = {
-                let s = self.inner.shards[shard as usize]
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
+                let s = self.inner.shards[shard as usize].write();
                 s.scan_from(index, left, now, &mut |k, v, _| {
                     seen += 1;
                     f(k, v)
@@ -679,7 +672,7 @@ where
     pub fn for_each_with_expiry(&self, mut f: impl FnMut(&K, &V, Option<Instant>)) {
         let now = self.time().now;
         for s in self.inner.shards.iter() {
-            let s = s.lock().unwrap_or_else(PoisonError::into_inner);
+            let s = s.write();
             s.scan_from(0, usize::MAX, now, &mut |k, v, d| {
                 f(k, v, self.instant_of_deadline(d))
             });
@@ -700,7 +693,7 @@ mod tests {
     use crate::{Policy, RemovalCause};
     use kuai_core::{Clock, ManualClock};
     use std::collections::HashSet;
-    use std::sync::{Arc, Mutex};
+    use std::sync::{Arc, Mutex, PoisonError};
 
     fn timed(clock: &ManualClock) -> Cache<u64, u64> {
         Cache::builder()

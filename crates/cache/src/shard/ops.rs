@@ -315,7 +315,6 @@ where
                     self.expire(now, sink);
                 }
                 self.evict_to_fit(sink);
-                self.policy.maybe_climb(&mut self.nodes);
                 Ok(Some(old))
             }
         }
