@@ -252,10 +252,14 @@ impl Shared {
     #[inline]
     fn reusable_class(&self, buf: &mut BytesMut) -> Option<usize> {
         let min = 1usize << self.min_shift;
-        if buf.capacity() < min {
-            // A buffer that was advanced or split: take back the front if no
-            // one else shares it (never allocates).
-            let _ = buf.try_reclaim(min);
+        let cap = buf.capacity();
+        let whole = cap.max(min).checked_next_power_of_two().unwrap_or(cap);
+        if cap < whole {
+            // A buffer that was advanced or split (a connection's read
+            // buffer after it consumed requests): take back the front if no
+            // one else shares it (never allocates), so it returns to the
+            // class it was taken from instead of the one below.
+            let _ = buf.try_reclaim(whole);
         }
         let class = self.class_for_capacity(buf.capacity());
         if class.is_none() {
@@ -911,6 +915,22 @@ mod tests {
         assert_eq!(s.misses, 4);
         let again = pool.get(8192);
         assert!(again.capacity() >= 8192);
+        assert_eq!(pool.stats().hits, 1);
+    }
+
+    #[test]
+    fn an_advanced_buffer_returns_to_its_own_class() {
+        use bytes::{Buf, BufMut};
+        let pool = BufferPool::new();
+        let ptr = {
+            let mut b = pool.get_owned(16 * 1024);
+            b.put_slice(&[7u8; 100]);
+            b.advance(60); // a reader consumed part of what it read
+            b.as_ptr() as usize - 60
+        };
+        let again = pool.get_owned(16 * 1024);
+        assert_eq!(again.as_ptr() as usize, ptr, "the same allocation");
+        assert!(again.capacity() >= 16 * 1024);
         assert_eq!(pool.stats().hits, 1);
     }
 
