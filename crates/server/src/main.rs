@@ -160,14 +160,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let server = match Server::start(config) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("kuai-server: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    println!("kuai-server listening on {}", server.local_addr());
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -178,16 +170,30 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Watch SIGTERM before the server accepts anyone: a client that connects
+    // and then stops the server must get the graceful path, not the default
+    // action of the signal.
+    let term = {
+        let _rt = rt.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    };
+    let server = match Server::start(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("kuai-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("kuai-server listening on {}", server.local_addr());
     rt.block_on(async {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("kuai-server: cannot watch SIGTERM: {e}");
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
+        let mut term = match term {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("kuai-server: cannot watch SIGTERM: {e}");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
