@@ -594,17 +594,18 @@ mod tests {
         rt().block_on(async {
             let c: LoadingCache<u64, u64> = LoadingCache::builder().build().expect("ok");
             let gate = Arc::new(tokio::sync::Notify::new());
-            let g = Arc::clone(&gate);
+            let started = Arc::new(tokio::sync::Notify::new());
+            let (g, s) = (Arc::clone(&gate), Arc::clone(&started));
             let c2 = c.clone();
             let reader = tokio::spawn(async move {
                 c2.get_with(1, move |_| async move {
+                    s.notify_one(); // the load has begun
                     g.notified().await;
                     Ok(Some(100)) // the old value, read before the write
                 })
                 .await
             });
-            tokio::task::yield_now().await;
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            started.notified().await;
             c.invalidate(&1); // a writer updated the source and invalidated
             gate.notify_one();
             assert_eq!(reader.await.expect("join").expect("ok"), Some(100));
