@@ -622,7 +622,7 @@ where
         while shard < n {
             let mut seen = 0usize;
             let next = {
-                let s = self.inner.shards[shard as usize].write();
+                let s = self.inner.shards[shard as usize].lock.read();
                 s.scan_from(index, left, now, &mut |k, v, _| {
                     seen += 1;
                     f(k, v)
@@ -672,7 +672,7 @@ where
     pub fn for_each_with_expiry(&self, mut f: impl FnMut(&K, &V, Option<Instant>)) {
         let now = self.time().now;
         for s in self.inner.shards.iter() {
-            let s = s.write();
+            let s = s.lock.read();
             s.scan_from(0, usize::MAX, now, &mut |k, v, d| {
                 f(k, v, self.instant_of_deadline(d))
             });
