@@ -85,7 +85,7 @@ pub use error::CacheError;
 pub use hashing::{FastHashBuilder, FastHasher};
 pub use hot_keys::{HotKeyCache, HotKeyDetector};
 #[cfg(feature = "redis")]
-pub use l2::{TwoLevelCache, TwoLevelConfig, TwoLevelStats};
+pub use l2::{L2NodeStats, TwoLevelCache, TwoLevelConfig, TwoLevelStats};
 #[cfg(feature = "loader")]
 pub use loader::{LoadingCache, LoadingCacheBuilder};
 #[cfg(feature = "loader")]
