@@ -14,7 +14,7 @@
 //! | `CacheAside`, `ReadThrough`, `WriteThrough`, `WriteBehind` (feature `loader`) | the seed's patterns over a [`kuai_core::KvStore`] |
 //! | [`BloomFilter`] | cache-penetration guard for keys that never existed |
 //! | [`HotKeyDetector`], [`HotKeyCache`] | top-k hot keys over a sliding window; local replicas of hot keys |
-//! | `TwoLevelCache` (feature `redis`) | L1 + Redis L2: per-level TTLs, pub/sub invalidation, 100 ms timeouts, fail-open circuit breaker |
+//! | `TwoLevelCache` (feature `redis`) | L1 + Redis L2 over one or several nodes (rendezvous placement, per-node breaker and stats): per-level TTLs, pub/sub invalidation, 100 ms timeouts, fail-open, hot keys as copies on distinct nodes |
 //! | `trace` (feature `trace`) | ARC / key-per-line trace readers (gzip, zstd, xz) and a Zipf source, for the `replay` example |
 //!
 //! ```
@@ -47,7 +47,8 @@
 //! * `loader` (default): async loaders and patterns; depends on tokio. Without
 //!   it the crate has no async runtime dependency.
 //! * `trace`: trace readers for the `replay` example and the benchmarks.
-//! * `redis`: the Redis L2 (`TwoLevelCache`), against a real server.
+//! * `redis`: the Redis L2 (`TwoLevelCache`), against one or several real
+//!   servers; pulls `kuai-shard` for rendezvous placement.
 //!
 //! # Errors
 //! Bad input is a typed [`CacheError`] (zero capacity, absurd durations, a
