@@ -1,7 +1,10 @@
 //! The cache section of `cargo xtask bench`: hit ratio on real traces and
 //! Zipf keys (kuai's default policy vs moka, quick_cache and LRU), throughput
 //! on 1 and 2 threads (vs moka, quick_cache and a dashmap), the memory bound
-//! under write-heavy load, and a 1,000-request stampede.
+//! under write-heavy load, a 1,000-request stampede, and the multi-level
+//! rows: how evenly a 3-node L2 (spawned `redis-server`s) carries a very hot
+//! key with and without hot-key copies, and (with `--services`) L1 + Redis.
+//! `-- --only-multi-level` runs only the multi-level rows.
 //!
 //! Traces are read from `<workspace>/../shared/data/traces` (or
 //! `$KUAI_TRACES`); a missing trace is recorded as an error row.
@@ -435,8 +438,161 @@ fn stampede(s: &mut Section) {
     }
 }
 
+/// A `redis-server` child on a free loopback port (no persistence), killed
+/// on drop.
+struct RedisChild {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for RedisChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_redis() -> Result<RedisChild, String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let child = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("redis-server not runnable ({e}); apt-get install redis-server"))?;
+    let r = RedisChild { child, port };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return Err("redis-server did not start".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(r)
+}
+
+/// Share (%) of L2 requests per node while `cache` serves `keys`, every read
+/// reaching L2 (its L1 entry dropped first, as for a fleet of instances
+/// whose L1s miss). One warm-up pass fills L2 (and the hot-key copies).
+async fn l2_shares(cache: &kuai_cache::TwoLevelCache, keys: &[String]) -> Result<Vec<f64>, String> {
+    for k in keys {
+        cache.l1().invalidate(k);
+        cache
+            .get_with(k, || async { Ok(Some(vec![7u8; 16])) })
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let before = cache.node_stats();
+    for k in keys {
+        cache.l1().invalidate(k);
+        cache
+            .get_with(k, || async { Ok(Some(vec![7u8; 16])) })
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let after = cache.node_stats();
+    if after.iter().any(|n| n.errors > 0) {
+        return Err("an L2 node failed during the run".into());
+    }
+    let reqs: Vec<u64> = after
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| a.requests - b.requests)
+        .collect();
+    let total = reqs.iter().sum::<u64>().max(1) as f64;
+    Ok(reqs.iter().map(|&r| 100.0 * r as f64 / total).collect())
+}
+
+/// Multi-node L2: 3 spawned Redis nodes, Zipf(0.99) keys with one key at
+/// 30 % of requests; the busiest node's share of L2 requests with hot-key
+/// copies (3, on distinct nodes) vs without (the hot key's home node takes
+/// all of its load).
+fn multi_node_hot_key(s: &mut Section) {
+    let name = "multi-node L2 (3 Redis nodes), Zipf(0.99) + one key at 30 %: busiest node's share of L2 requests";
+    let nodes: Result<Vec<RedisChild>, String> = (0..3).map(|_| spawn_redis()).collect();
+    let nodes = match nodes {
+        Ok(n) => n,
+        Err(e) => {
+            s.record(Row::new(name, "%", Better::Lower).error(e));
+            return;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            s.record(Row::new(name, "%", Better::Lower).error(e));
+            return;
+        }
+    };
+    let n = s.pick(6_000usize, 20_000);
+    let zipf = trace::zipf(10_000, 0.99, n, 23);
+    let keys: Vec<String> = zipf
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            // One request in ~3.3 is the very hot key (a fixed pattern).
+            if (i * 3) % 10 < 3 {
+                "the-hot-key".to_string()
+            } else {
+                format!("k{k}")
+            }
+        })
+        .collect();
+    let urls: Vec<String> = nodes
+        .iter()
+        .map(|r| format!("redis://127.0.0.1:{}/", r.port))
+        .collect();
+    let out: Result<(Vec<f64>, Vec<f64>), String> = rt.block_on(async {
+        let cache = |copies: usize, ns: &str| {
+            kuai_cache::TwoLevelCache::new(kuai_cache::TwoLevelConfig {
+                namespace: ns.to_string(),
+                hot_copies: copies,
+                l1_capacity: 1_000,
+                ..kuai_cache::TwoLevelConfig::with_nodes(urls.clone())
+            })
+        };
+        let without = cache(1, "single").await.map_err(|e| e.to_string())?;
+        let with = cache(3, "copies").await.map_err(|e| e.to_string())?;
+        Ok((
+            l2_shares(&without, &keys).await?,
+            l2_shares(&with, &keys).await?,
+        ))
+    });
+    drop(nodes);
+    let fmt = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.1}"))
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    match out {
+        Ok((without, with)) => s.record(
+            Row::new(name, "%", Better::Lower)
+                .peer("same L2, no hot-key copies", max(&without))
+                .kuai(max(&with))
+                .param("requests", n as u64)
+                .param("hot_copies", 3u64)
+                .param("shares_without", fmt(&without))
+                .param("shares_with", fmt(&with))
+                .note("ideal 33.3 %; every read reaches L2 (L1 entry dropped first)"),
+        ),
+        Err(e) => s.record(Row::new(name, "%", Better::Lower).error(e)),
+    }
+}
+
 /// Multi-level rows: need Redis at 127.0.0.1:6379 (`--services`).
 fn multi_level(s: &mut Section) {
+    // Spawns its own Redis nodes: runs with or without --services.
+    multi_node_hot_key(s);
     let services = std::env::args().any(|a| a == "--services")
         || std::env::var("KUAI_BENCH_SERVICES").is_ok_and(|v| v == "1");
     if !services {
@@ -577,6 +733,11 @@ fn multi_level(s: &mut Section) {
 
 fn main() {
     let mut s = Section::from_args(SECTION);
+    // `cargo bench -p kuai-benches --bench cache -- --only-multi-level`
+    if std::env::args().any(|a| a == "--only-multi-level") {
+        multi_level(&mut s);
+        return;
+    }
     let t0 = Instant::now();
     hit_ratios(&mut s);
     let t1 = Instant::now();
