@@ -112,6 +112,20 @@ impl RedisNode {
     }
 }
 
+impl RedisNode {
+    /// Sends `signal` (`STOP`, `CONT`) to the server process.
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let ok = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{signal} {pid} failed");
+    }
+}
+
 impl Drop for RedisNode {
     fn drop(&mut self) {
         self.kill();
@@ -365,6 +379,26 @@ async fn a_killed_node_fails_open_only_for_its_keys_and_recovers_after_restart()
     }
     assert!(!a.l2_available());
 
+    // A hot key of a live node whose copies include the dead node: the reads
+    // that pick the dead copy go to the home node instead.
+    let hot = live[1].as_str();
+    assert!(a.copy_nodes(hot).contains(&dead_url.as_str()));
+    a.mark_hot(hot);
+    let before = a.stats();
+    for _ in 0..6 {
+        a.l1().invalidate(hot);
+        assert_eq!(
+            bounded("get", a.get(hot)).await.as_deref(),
+            Some(&b"old"[..])
+        );
+    }
+    let after = a.stats();
+    assert_eq!(after.l2_hits - before.l2_hits, 6, "{after:?}");
+    assert!(
+        after.copy_hits > before.copy_hits,
+        "the live copy served too"
+    );
+
     // Invalidations still reach the other instance through the live nodes.
     let k = live[0].as_str();
     assert_eq!(bounded("get", b.get(k)).await.as_deref(), Some(&b"old"[..]));
@@ -456,4 +490,44 @@ async fn adding_or_removing_a_node_moves_about_one_in_n_keys() {
         assert_eq!(two.get(k).await.is_some(), before != gone, "{k}");
     }
     assert!((140..=260).contains(&moved), "{moved} of 600 moved (≈200)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_node_times_out_and_only_its_keys_fail_open() {
+    let nodes = spawn_nodes(3);
+    let c = TwoLevelCache::new(TwoLevelConfig {
+        hot_copies: 1,
+        l2_timeout: Duration::from_millis(100),
+        breaker_threshold: 2,
+        breaker_cooldown: Duration::from_secs(60),
+        ..cfg(&nodes)
+    })
+    .await
+    .expect("config");
+    let keys: Vec<String> = (0..30).map(|i| format!("s{i}")).collect();
+    for k in &keys {
+        c.set(k, b"v".to_vec()).await.expect("nodes up");
+    }
+    // The process is alive and its socket open, but it answers nothing.
+    nodes[1].signal("STOP");
+    let slow = nodes[1].url();
+    c.l1().invalidate_all();
+    for k in &keys {
+        let v = bounded("get", c.get_with(k, || async { Ok(Some(b"src".to_vec())) }))
+            .await
+            .expect("served");
+        let expect: &[u8] = if c.home_node(k) == slow { b"src" } else { b"v" };
+        assert_eq!(v.as_deref(), Some(expect), "{k}");
+    }
+    let stats = c.node_stats();
+    nodes[1].signal("CONT");
+    let s = stats_of(&stats, &slow);
+    assert!(
+        s.errors >= 2 && s.breaker_open,
+        "timed out, then skipped: {s:?}"
+    );
+    for n in [&nodes[0], &nodes[2]] {
+        let s = stats_of(&stats, &n.url());
+        assert_eq!((s.errors, s.breaker_open), (0, false), "{s:?}");
+    }
 }
