@@ -328,15 +328,17 @@ struct Inner {
 /// key on its home node, bumping its version, and only then delete every
 /// extra copy, bumping each copy's version — for every key, hot or not,
 /// since another instance may have made copies. Hence: once a write has
-/// returned, and provided every copy's node answered it, no L2 read in any
-/// instance returns a value older than that write (a copy fill that read the
-/// home node before the write finds its copy's version bumped and is
-/// refused; one that landed before the delete was deleted). If a copy's node
-/// could not be reached, that copy may serve the old value for at most
-/// `hot_copy_ttl` after the write (copies are written with that TTL; the
-/// failure is counted, and the write still succeeds if the home node took
-/// it). L1 copies are dropped by the broadcast, and within `l1_ttl` if the
-/// broadcast is lost, as with one node.
+/// returned, and provided every copy's node answered it, no L2 read that
+/// begins afterwards, in any instance, returns a value older than that
+/// write — whichever copy it picks (a copy fill that read the home node
+/// before the write finds its copy's version bumped and is refused; one that
+/// landed before the delete was deleted). If a copy's node could not be
+/// reached, that copy may serve the old value for at most `hot_copy_ttl`
+/// after the write (copies are written with that TTL; the failure is
+/// counted, and the write still succeeds if the home node took it). As with
+/// one node, L1 entries are dropped by the broadcast, and an L1 entry never
+/// holds an old value longer than `l1_ttl` (a lost broadcast, or a read that
+/// raced with the write and re-inserted what it had just read).
 ///
 /// **Invalidation broadcast.** Every write publishes the key on
 /// `<namespace>:invalidate` on *every* node, and every instance subscribes

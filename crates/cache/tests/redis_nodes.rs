@@ -531,3 +531,48 @@ async fn a_stalled_node_times_out_and_only_its_keys_fail_open() {
         assert_eq!((s.errors, s.breaker_open), (0, false), "{s:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_readers_of_hot_copies_never_go_back_past_a_finished_write() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let nodes = spawn_nodes(3);
+    let writer = TwoLevelCache::new(cfg(&nodes)).await.expect("config");
+    writer.set("k", b"0".to_vec()).await.expect("nodes up");
+    // The last write that has returned.
+    let committed = Arc::new(AtomicU64::new(0));
+    let mut readers = Vec::new();
+    for _ in 0..3 {
+        let r = TwoLevelCache::new(cfg(&nodes)).await.expect("config");
+        r.mark_hot("k");
+        let committed = Arc::clone(&committed);
+        readers.push(tokio::spawn(async move {
+            let mut reads = 0u64;
+            loop {
+                let floor = committed.load(Ordering::SeqCst);
+                r.l1().invalidate("k");
+                let v = bounded("get", r.get("k")).await.expect("always present");
+                let v: u64 = std::str::from_utf8(&v)
+                    .expect("utf8")
+                    .parse()
+                    .expect("number");
+                assert!(v >= floor, "read {v} after write {floor} had returned");
+                reads += 1;
+                if floor == 150 {
+                    return (reads, r.stats());
+                }
+            }
+        }));
+    }
+    for v in 1..=150u64 {
+        bounded("set", writer.set("k", v.to_string().into_bytes()))
+            .await
+            .expect("nodes up");
+        committed.store(v, Ordering::SeqCst);
+    }
+    for t in readers {
+        let (reads, s) = t.await.expect("reader");
+        assert!(reads > 0);
+        assert!(s.copy_hits + s.copy_fills > 0, "copies were used: {s:?}");
+    }
+}
