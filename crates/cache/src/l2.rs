@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use futures_util::future::join_all;
 use kuai_core::Partitioner;
 use kuai_shard::Rendezvous;
 use redis::aio::MultiplexedConnection;
@@ -885,21 +886,21 @@ impl TwoLevelCache {
     /// expires within `hot_copy_ttl`).
     async fn delete_copies(&self, key: &str, place: &[usize]) {
         let ttl = millis(self.inner.cfg.l2_ttl);
-        for (copy, &node) in place.iter().enumerate().skip(1) {
+        // The copies are independent of one another: delete them at once.
+        join_all(place.iter().enumerate().skip(1).map(|(copy, &node)| {
             let (ck, cv) = (self.l2_key(key, copy), self.version_key(key, copy));
-            let _: Result<(), _> = self
-                .l2(node, "DEL copy", |mut c| async move {
-                    redis::cmd("EVAL")
-                        .arg(DELETE_AND_BUMP)
-                        .arg(2)
-                        .arg(&ck)
-                        .arg(&cv)
-                        .arg(ttl)
-                        .query_async(&mut c)
-                        .await
-                })
-                .await;
-        }
+            self.l2(node, "DEL copy", move |mut c| async move {
+                redis::cmd("EVAL")
+                    .arg(DELETE_AND_BUMP)
+                    .arg(2)
+                    .arg(&ck)
+                    .arg(&cv)
+                    .arg(ttl)
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+        }))
+        .await;
     }
 
     /// Writes `value` to L2 (the key's home node, with the L2 TTL) and L1,
@@ -931,11 +932,9 @@ impl TwoLevelCache {
         // node before this write is then refused by the bumped version.
         self.delete_copies(key, &place).await;
         if r.is_ok() && place.len() > 1 && self.is_hot(key) {
-            for copy in 1..place.len() {
-                // A fresh read of the home node: filling our own value could
-                // overwrite a newer concurrent write's.
-                let _ = self.read_copy(key, copy, &place).await;
-            }
+            // A fresh read of the home node per copy: filling our own value
+            // could overwrite a newer concurrent write's.
+            join_all((1..place.len()).map(|copy| self.read_copy(key, copy, &place))).await;
         }
         self.broadcast(key).await;
         self.inner.l1.insert(key.to_string(), v);
@@ -972,19 +971,18 @@ impl TwoLevelCache {
     /// Publishes `key` on the invalidation channel of every node.
     async fn broadcast(&self, key: &str) {
         let payload = format!("{:016x}|{key}", self.inner.id);
-        for node in 0..self.inner.nodes.len() {
+        join_all((0..self.inner.nodes.len()).map(|node| {
             let channel = self.inner.channel.clone();
             let payload = payload.clone();
-            let _: Result<(), _> = self
-                .l2(node, "PUBLISH", |mut c| async move {
-                    redis::cmd("PUBLISH")
-                        .arg(&channel)
-                        .arg(&payload)
-                        .query_async(&mut c)
-                        .await
-                })
-                .await;
-        }
+            self.l2(node, "PUBLISH", |mut c| async move {
+                redis::cmd("PUBLISH")
+                    .arg(&channel)
+                    .arg(&payload)
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+        }))
+        .await;
     }
 
     async fn subscribe_loop(inner: std::sync::Weak<Inner>, node: usize) {
