@@ -532,7 +532,7 @@ fn multi_node_hot_key(s: &mut Section) {
             return;
         }
     };
-    let n = s.pick(6_000usize, 20_000);
+    let n = s.pick(4_000usize, 10_000);
     let zipf = trace::zipf(10_000, 0.99, n, 23);
     let keys: Vec<String> = zipf
         .iter()
