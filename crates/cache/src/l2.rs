@@ -402,8 +402,10 @@ enum CopyRead {
     Value(Arc<[u8]>),
     /// The copy and the home node both answered: no value.
     Absent,
-    /// The copy's node or the home node was unavailable.
-    Unavailable,
+    /// The copy's node was unavailable (the home node may answer).
+    CopyUnavailable,
+    /// The copy was absent and the home node unavailable.
+    HomeUnavailable,
 }
 
 impl TwoLevelCache {
@@ -676,9 +678,9 @@ impl TwoLevelCache {
             if copy > 0 {
                 match self.read_copy(key, copy, &place).await {
                     CopyRead::Value(v) => return Some(v),
-                    CopyRead::Absent => return None,
-                    // The copy's node is down: the home node still answers.
-                    CopyRead::Unavailable => {}
+                    CopyRead::Absent | CopyRead::HomeUnavailable => return None,
+                    // The copy's node is down: the home node may answer.
+                    CopyRead::CopyUnavailable => {}
                 }
             }
         }
@@ -714,14 +716,14 @@ impl TwoLevelCache {
                 return CopyRead::Value(v.into());
             }
             Ok((None, version)) => version,
-            Err(_) => return CopyRead::Unavailable,
+            Err(_) => return CopyRead::CopyUnavailable,
         };
         // The version was read before the home node: a write between the two
         // bumps it, and the fill below is refused.
         let home = match self.get_on(place[0], self.l2_key(key, 0)).await {
             Ok(Some(v)) => Arc::<[u8]>::from(v),
             Ok(None) => return CopyRead::Absent,
-            Err(_) => return CopyRead::Unavailable,
+            Err(_) => return CopyRead::HomeUnavailable,
         };
         self.fill_copy(node, ck, cv, version, Arc::clone(&home))
             .await;
