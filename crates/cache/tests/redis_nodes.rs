@@ -37,17 +37,46 @@ fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
+/// The `process_id` that the server on `port` reports in `INFO server`.
+fn server_pid(port: u16) -> Option<u32> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    s.write_all(b"INFO server\r\n").ok()?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some(i) = text.find("process_id:") {
+            let rest = &text[i + "process_id:".len()..];
+            if let Some(end) = rest.find("\r\n") {
+                return rest[..end].trim().parse().ok();
+            }
+        }
+    }
+}
+
 impl RedisNode {
+    /// A server on a free port (another port if it loses a race for one).
     fn spawn() -> Self {
-        let mut node = RedisNode {
-            port: free_port(),
-            child: None,
-        };
-        node.start();
-        node
+        for _ in 0..5 {
+            let mut node = RedisNode {
+                port: free_port(),
+                child: None,
+            };
+            if node.start() {
+                return node;
+            }
+        }
+        panic!("redis-server could not bind a free loopback port in 5 tries");
     }
 
-    fn start(&mut self) {
+    /// Starts the server on `self.port`; `false` if it exited (port taken).
+    fn start(&mut self) -> bool {
         let bin = redis_server_binary();
         let child = Command::new(&bin)
             .args(["--port", &self.port.to_string()])
@@ -63,31 +92,28 @@ impl RedisNode {
                 )
             });
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_ready()
     }
 
-    /// Waits until the server answers PING (or its process exits).
-    fn wait_ready(&mut self) {
+    /// Waits until *our* server answers on the port (its `INFO` names our
+    /// child's pid, not another test's server that won the port); `false`
+    /// if the process exited first.
+    fn wait_ready(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                panic!("redis-server on port {} exited: {status}", self.port);
+            let Some(child) = self.child.as_mut() else {
+                return false;
+            };
+            if let Ok(Some(_)) = child.try_wait() {
+                self.child = None;
+                return false;
             }
-            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-                let mut buf = [0u8; 7];
-                if s.write_all(b"PING\r\n").is_ok()
-                    && s.read_exact(&mut buf).is_ok()
-                    && &buf == b"+PONG\r\n"
-                {
-                    return;
-                }
+            if server_pid(self.port) == Some(child.id()) {
+                return true;
             }
             assert!(
                 Instant::now() < deadline,
-                "redis-server on port {} never answered PING",
+                "redis-server on port {} never answered",
                 self.port
             );
             std::thread::sleep(Duration::from_millis(20));
@@ -108,7 +134,11 @@ impl RedisNode {
     /// Starts the server again on the same port (empty: no persistence).
     fn restart(&mut self) {
         self.kill();
-        self.start();
+        assert!(
+            self.start(),
+            "redis-server could not restart on port {}",
+            self.port
+        );
     }
 }
 
