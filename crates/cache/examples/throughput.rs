@@ -58,6 +58,67 @@ fn main() {
         kuai.insert(*k, 0);
         qc.insert(*k, 0);
     }
+    if std::env::var_os("PAIRS").is_some() {
+        // Many short alternating slices: the median of the per-pair ratios
+        // is robust to the machine's noise.
+        let pairs = env("PAIRS", 40);
+        let slice = env("SLICE", 200_000);
+        let run = |f: &(dyn Fn(u64, bool) + Sync), off: usize| {
+            let t = Instant::now();
+            std::thread::scope(|s| {
+                for th in 0..threads {
+                    let keys = &keys;
+                    s.spawn(move || {
+                        for i in 0..slice {
+                            let k = keys[(off + i + th * 1000) & ((1 << 20) - 1)];
+                            f(k, i % write_every == 0);
+                        }
+                    });
+                }
+            });
+            t.elapsed().as_secs_f64()
+        };
+        let kf = |k: u64, w: bool| {
+            if w {
+                kuai.insert(k, 1);
+            } else {
+                std::hint::black_box(kuai.get(&k));
+            }
+        };
+        let qf = |k: u64, w: bool| {
+            if w {
+                qc.insert(k, 1);
+            } else {
+                std::hint::black_box(qc.get(&k));
+            }
+        };
+        let mut ratios = Vec::new();
+        let (mut kt, mut qt) = (0.0, 0.0);
+        for p in 0..pairs {
+            let off = p * slice;
+            let (a, b) = if p % 2 == 0 {
+                let a = run(&kf, off);
+                (a, run(&qf, off))
+            } else {
+                let b = run(&qf, off);
+                (run(&kf, off), b)
+            };
+            kt += a;
+            qt += b;
+            ratios.push(b / a);
+        }
+        ratios.sort_by(f64::total_cmp);
+        let ops = (slice * threads * pairs) as f64;
+        println!(
+            "threads {threads}: kuai {:.2} Mops/s, quick_cache {:.2} Mops/s, median ratio {:.2} (p25 {:.2}, p75 {:.2})",
+            ops / kt / 1e6,
+            ops / qt / 1e6,
+            ratios[pairs / 2],
+            ratios[pairs / 4],
+            ratios[pairs * 3 / 4]
+        );
+        return;
+    }
     let qc_only = std::env::var_os("QC_ONLY").is_some();
     for round in 0..rounds {
         let t = Instant::now();

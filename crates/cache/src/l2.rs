@@ -172,7 +172,9 @@ pub struct TwoLevelStats {
     pub l2_skipped: u64,
     /// Invalidations received over pub/sub (one per node that delivered it).
     pub invalidations_received: u64,
-    /// L2 fills refused because the key's version moved (a stale read).
+    /// Fills refused because a write raced with the read: an L2 fill whose
+    /// key's version moved, or an L1 fill whose lease a write or an
+    /// invalidation revoked (the value is served, not cached).
     pub stale_fills: u64,
     /// Reads of a hot key answered by one of its extra copies.
     pub copy_hits: u64,
@@ -338,8 +340,10 @@ struct Inner {
 /// after the write (copies are written with that TTL; the failure is
 /// counted, and the write still succeeds if the home node took it). As with
 /// one node, L1 entries are dropped by the broadcast, and an L1 entry never
-/// holds an old value longer than `l1_ttl` (a lost broadcast, or a read that
-/// raced with the write and re-inserted what it had just read).
+/// holds an old value longer than `l1_ttl` (after a lost broadcast). A read
+/// that raced with a write cannot put what it read back into L1: it takes
+/// an L1 lease before reading L2 and fills L1 through it, and the write's
+/// invalidation (local, or the broadcast's) revokes the lease.
 ///
 /// **Invalidation broadcast.** Every write publishes the key on
 /// `<namespace>:invalidate` on *every* node, and every instance subscribes
@@ -661,9 +665,17 @@ impl TwoLevelCache {
             self.inner.counters.l1_hits.fetch_add(1, Ordering::Relaxed);
             return Some(v);
         }
+        // A write or invalidation that lands while L2 answers revokes the
+        // lease, so what this read saw is not put back into L1.
+        let lease = self.inner.l1.lease(key.to_string());
         let v = self.l2_get(key).await?;
         self.inner.counters.l2_hits.fetch_add(1, Ordering::Relaxed);
-        self.inner.l1.insert(key.to_string(), Arc::clone(&v));
+        if self.inner.l1.fill(lease, Arc::clone(&v), None).is_err() {
+            self.inner
+                .counters
+                .stale_fills
+                .fetch_add(1, Ordering::Relaxed);
+        }
         Some(v)
     }
 

@@ -253,3 +253,114 @@ async fn concurrent_misses_of_one_key_load_once() {
     }
     assert_eq!(loads.load(Ordering::SeqCst), 1);
 }
+
+/// A TCP proxy to the real Redis whose server-to-client direction can be
+/// held: a reply is read from Redis but not passed on until released.
+struct HoldingProxy {
+    port: u16,
+    hold: Arc<std::sync::atomic::AtomicBool>,
+    /// Notified when a request containing `GET` passes while replies are held.
+    get_seen: Arc<tokio::sync::Notify>,
+}
+
+async fn holding_proxy() -> HoldingProxy {
+    use std::sync::atomic::AtomicBool;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let hold = Arc::new(AtomicBool::new(false));
+    let get_seen = Arc::new(tokio::sync::Notify::new());
+    let (h, g) = (Arc::clone(&hold), Arc::clone(&get_seen));
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect("127.0.0.1:6379").await else {
+                continue;
+            };
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            let (h_up, g_up, h_down) = (Arc::clone(&h), Arc::clone(&g), Arc::clone(&h));
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n @ 1..) = cr.read(&mut buf).await {
+                    if sw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    let get = buf[..n].windows(5).any(|w| w == b"\r\nGET");
+                    if get && h_up.load(Ordering::SeqCst) {
+                        g_up.notify_one();
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n @ 1..) = sr.read(&mut buf).await {
+                    while h_down.load(Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    if cw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    HoldingProxy {
+        port,
+        hold,
+        get_seen,
+    }
+}
+
+/// The seed's third cache-aside race, on the L1: a read that got the old
+/// value from L2 just before a write's invalidation reached this process
+/// must not put that value back into L1 (it would live there for `l1_ttl`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_l2_read_racing_an_invalidation_does_not_refill_l1() {
+    require_redis().await;
+    let proxy = holding_proxy().await;
+    let ns = unique("l1race");
+    let writer = TwoLevelCache::new(cfg(&ns)).await.expect("config");
+    let reader = Arc::new(
+        TwoLevelCache::new(TwoLevelConfig {
+            url: format!("redis://127.0.0.1:{}/", proxy.port),
+            // The held reply must not time out: the race needs it answered.
+            l2_timeout: Duration::from_secs(10),
+            ..cfg(&ns)
+        })
+        .await
+        .expect("config"),
+    );
+    writer.set("k", b"old".to_vec()).await.expect("set");
+    // Open the reader's command connection before replies are held.
+    assert_eq!(reader.get("warm-up").await, None);
+    // Replies to the reader are held from here: its GET reaches Redis and
+    // reads "old", but the answer waits in the proxy.
+    proxy.hold.store(true, Ordering::SeqCst);
+    let seen = proxy.get_seen.notified();
+    let r = Arc::clone(&reader);
+    let read = tokio::spawn(async move { r.get("k").await });
+    tokio::time::timeout(Duration::from_secs(10), seen)
+        .await
+        .expect("the reader's GET reached the proxy");
+    // The write's invalidation reaches the reader's L1 (as the broadcast
+    // would) while the old value is still in flight.
+    reader.l1().invalidate("k");
+    proxy.hold.store(false, Ordering::SeqCst);
+    let got = tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the read finishes")
+        .expect("no panic");
+    assert_eq!(
+        got.as_deref(),
+        Some(&b"old"[..]),
+        "it read before the write"
+    );
+    assert_eq!(
+        reader.l1().get("k"),
+        None,
+        "the raced read must not refill L1 with the old value"
+    );
+    assert!(reader.stats().stale_fills >= 1, "{:?}", reader.stats());
+}
