@@ -364,11 +364,7 @@ fn memory_bound(s: &mut Section) {
 }
 
 fn stampede(s: &mut Section) {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let rt = match kuai_benches::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             s.record(Row::new("stampede", "loads", Better::Lower).error(e));
@@ -479,21 +475,19 @@ fn spawn_redis() -> Result<RedisChild, String> {
 /// reaching L2 (its L1 entry dropped first, as for a fleet of instances
 /// whose L1s miss). One warm-up pass fills L2 (and the hot-key copies).
 async fn l2_shares(cache: &kuai_cache::TwoLevelCache, keys: &[String]) -> Result<Vec<f64>, String> {
-    for k in keys {
-        cache.l1().invalidate(k);
-        cache
-            .get_with(k, || async { Ok(Some(vec![7u8; 16])) })
-            .await
-            .map_err(|e| e.to_string())?;
+    async fn pass(cache: &kuai_cache::TwoLevelCache, keys: &[String]) -> Result<(), String> {
+        for k in keys {
+            cache.l1().invalidate(k);
+            cache
+                .get_with(k, || async { Ok(Some(vec![7u8; 16])) })
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
+    pass(cache, keys).await?;
     let before = cache.node_stats();
-    for k in keys {
-        cache.l1().invalidate(k);
-        cache
-            .get_with(k, || async { Ok(Some(vec![7u8; 16])) })
-            .await
-            .map_err(|e| e.to_string())?;
-    }
+    pass(cache, keys).await?;
     let after = cache.node_stats();
     if after.iter().any(|n| n.errors > 0) {
         return Err("an L2 node failed during the run".into());
@@ -521,11 +515,7 @@ fn multi_node_hot_key(s: &mut Section) {
             return;
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let rt = match kuai_benches::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             s.record(Row::new(name, "%", Better::Lower).error(e));
@@ -602,11 +592,7 @@ fn multi_level(s: &mut Section) {
         );
         return;
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let rt = match kuai_benches::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             s.record(Row::new("multi-level", "%", Better::Higher).error(e));

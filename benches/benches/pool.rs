@@ -738,10 +738,7 @@ fn bench_conn_noop(s: &mut Section) {
                 .enable_all()
                 .build()
         } else {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
+            kuai_benches::runtime()
         };
         let Ok(rt) = rt else {
             s.record(Row::new(label, "ns", Better::Lower).error("tokio runtime"));
@@ -870,10 +867,7 @@ fn bench_redis(s: &mut Section) {
     let total = tasks * ops;
     let runs = s.pick(3, 3);
     let label = format!("Redis PING through the pool, {tasks} tasks, {conns} conns");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build();
+    let rt = kuai_benches::runtime();
     let Ok(rt) = rt else {
         s.record(Row::new(label, "us", Better::Lower).error("tokio runtime"));
         return;

@@ -854,11 +854,7 @@ fn overload_rows(s: &mut Section) {
 fn nats_rows(s: &mut Section) {
     let dur = Duration::from_millis(s.pick(300, 1000));
     let exp = "publish 100 B, 256 acks in flight";
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let rt = match kuai_benches::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             s.record(Row::new(exp, "msgs/s", Better::Higher).error(e));
@@ -966,11 +962,7 @@ fn nats_rows(s: &mut Section) {
 fn rabbitmq_rows(s: &mut Section) {
     let dur = Duration::from_millis(s.pick(300, 1000));
     let exp = "publish 100 B, 256 acks in flight, fsync before ack: kuai log vs RabbitMQ";
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let rt = match kuai_benches::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             s.record(Row::new(exp, "msgs/s", Better::Higher).error(e));

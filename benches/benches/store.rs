@@ -380,11 +380,7 @@ mod pg {
                 return;
             }
         };
-        let rt = match tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-        {
+        let rt = match kuai_benches::runtime() {
             Ok(rt) => rt,
             Err(e) => {
                 s.record(

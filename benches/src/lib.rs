@@ -297,6 +297,15 @@ pub fn median_pair(
 }
 
 /// Milliseconds as `f64`.
+/// A two-worker tokio runtime, for the rows that drive async clients and
+/// servers (the machine has two cores).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }

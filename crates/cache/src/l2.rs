@@ -554,6 +554,36 @@ impl TwoLevelCache {
     }
 
     /// Runs one call on node `node` with the timeout and the node's breaker.
+    /// Writes `value` at `key` on `node` (TTL `ttl`) only if the key is
+    /// absent and its version key `vkey` still holds `version` (read before
+    /// the value was fetched): `Ok(None)` when refused as stale.
+    #[allow(clippy::too_many_arguments)]
+    async fn fill_if_version(
+        &self,
+        node: usize,
+        what: &str,
+        key: String,
+        vkey: String,
+        version: Option<String>,
+        value: Arc<[u8]>,
+        ttl: Duration,
+    ) -> Result<Option<String>, CacheError> {
+        let ttl = millis(ttl);
+        self.l2(node, what, |mut c| async move {
+            redis::cmd("EVAL")
+                .arg(FILL_IF_VERSION)
+                .arg(2)
+                .arg(&key)
+                .arg(&vkey)
+                .arg(version.unwrap_or_default())
+                .arg(&*value)
+                .arg(ttl)
+                .query_async(&mut c)
+                .await
+        })
+        .await
+    }
+
     async fn l2<T, F, Fut>(&self, node: usize, what: &str, f: F) -> Result<T, CacheError>
     where
         F: FnOnce(MultiplexedConnection) -> Fut,
@@ -751,20 +781,9 @@ impl TwoLevelCache {
         version: Option<String>,
         value: Arc<[u8]>,
     ) {
-        let ttl = millis(self.inner.cfg.hot_copy_ttl);
-        let filled: Result<Option<String>, _> = self
-            .l2(node, "copy fill", |mut c| async move {
-                redis::cmd("EVAL")
-                    .arg(FILL_IF_VERSION)
-                    .arg(2)
-                    .arg(&ck)
-                    .arg(&cv)
-                    .arg(version.unwrap_or_default())
-                    .arg(&*value)
-                    .arg(ttl)
-                    .query_async(&mut c)
-                    .await
-            })
+        let ttl = self.inner.cfg.hot_copy_ttl;
+        let filled = self
+            .fill_if_version(node, "copy fill", ck, cv, version, value, ttl)
             .await;
         match filled {
             Ok(Some(_)) => {
@@ -865,21 +884,9 @@ impl TwoLevelCache {
         };
         let v: Arc<[u8]> = v.into();
         let k = self.l2_key(key, 0);
-        let ttl = millis(self.inner.cfg.l2_ttl);
-        let val = Arc::clone(&v);
-        let filled: Result<Option<String>, _> = self
-            .l2(home, "versioned fill", |mut c| async move {
-                redis::cmd("EVAL")
-                    .arg(FILL_IF_VERSION)
-                    .arg(2)
-                    .arg(&k)
-                    .arg(&vk)
-                    .arg(version.unwrap_or_default())
-                    .arg(&*val)
-                    .arg(ttl)
-                    .query_async(&mut c)
-                    .await
-            })
+        let ttl = self.inner.cfg.l2_ttl;
+        let filled = self
+            .fill_if_version(home, "versioned fill", k, vk, version, Arc::clone(&v), ttl)
             .await;
         if let Ok(None) = filled {
             // Stale: the key moved in L2 while we read the source. Serve the

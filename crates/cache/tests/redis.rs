@@ -50,6 +50,13 @@ async fn two_levels_share_values_and_broadcast_invalidations() {
     // Give both subscribers time to subscribe.
     tokio::time::sleep(Duration::from_millis(300)).await;
     a.set("user:1", b"alice".to_vec()).await.expect("redis up");
+    // Let A's broadcast reach B first: an invalidation that lands while B
+    // reads L2 revokes B's L1 lease (B serves the value, caches it nowhere).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while b.stats().invalidations_received == 0 {
+        assert!(Instant::now() < deadline, "B never got A's broadcast");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     assert_eq!(
         b.get("user:1").await.as_deref(),
         Some(&b"alice"[..]),
