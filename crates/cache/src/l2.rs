@@ -500,14 +500,12 @@ impl TwoLevelCache {
         }
     }
 
-    /// The version key of copy `copy` of `key`.
+    /// The version key of copy `copy` of `key`. Data keys start with
+    /// `<ns>:` or `<ns>#c`, version keys with `<ns>#v`, so no user key's
+    /// data can land on another key's version.
     fn version_key(&self, key: &str, copy: usize) -> String {
         let ns = &self.inner.cfg.namespace;
-        if copy == 0 {
-            format!("{ns}:ver:{key}")
-        } else {
-            format!("{ns}#v{copy}:{key}")
-        }
+        format!("{ns}#v{copy}:{key}")
     }
 
     /// The index of `key`'s home node.
@@ -1121,6 +1119,27 @@ mod tests {
             })
             .await;
             assert!(matches!(c, Err(CacheError::InvalidConfig(_))));
+        }
+    }
+
+    #[tokio::test]
+    async fn no_user_key_lands_on_a_version_key() {
+        let c = TwoLevelCache::new(TwoLevelConfig {
+            namespace: "ns".into(),
+            ..TwoLevelConfig::default()
+        })
+        .await
+        .expect("config");
+        for key in ["x", "ver:x", "#v0:x", "v0:x", ""] {
+            for copy in 0..3 {
+                let v = c.version_key(key, copy);
+                assert!(v.starts_with("ns#v"), "{v}");
+                for other in ["x", "ver:x", "#v0:x", "v0:x", ""] {
+                    for oc in 0..3 {
+                        assert_ne!(c.l2_key(other, oc), v, "{other} copy {oc} vs {key}");
+                    }
+                }
+            }
         }
     }
 
