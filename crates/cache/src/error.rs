@@ -64,6 +64,10 @@ pub enum CacheError {
     /// The write-behind buffer is full.
     #[error("write-behind buffer full ({0} pending writes)")]
     WriteBehindFull(usize),
+    /// The write-behind journal could not be read or written (the write
+    /// was not acknowledged).
+    #[error("write-behind journal: {0}")]
+    Journal(String),
     /// A cache built with
     /// [`reject_when_full`](crate::CacheBuilder::reject_when_full) refused a
     /// write that would exceed its bound (it evicts nothing).
@@ -87,6 +91,7 @@ impl From<CacheError> for kuai_core::Error {
                 E::overloaded(err.to_string())
             }
             CacheError::Closed(_) => E::closed(err.to_string()),
+            CacheError::Journal(_) => E::backend("write-behind journal", err),
             CacheError::BadTrace(_) | CacheError::TraceTooLarge { .. } => {
                 E::corrupt(err.to_string())
             }

@@ -11,7 +11,7 @@
 //! | [`Cache`] | sharded, bounded by entries or weight; adaptive W-TinyLFU by default ([`Policy`]: FIFO, LRU, LFU too); TTL, TTI, per-entry expiry on a timer wheel driven by a [`kuai_core::Clock`]; eviction listener with the [`RemovalCause`]; [`CacheStats`] |
 //! | [`Lease`] / [`Cache::fill`] | version-checked fills: a read that raced with a write or an invalidation is refused instead of caching a stale value |
 //! | `LoadingCache` (feature `loader`) | single-flight `get_with` (one load per key; waiters share the result or error), load timeout, panic isolation, refresh-ahead, negative caching, bloom guard, TTL jitter |
-//! | `CacheAside`, `ReadThrough`, `WriteThrough`, `WriteBehind` (feature `loader`) | the seed's patterns over a [`kuai_core::KvStore`] |
+//! | `CacheAside`, `ReadThrough`, `WriteThrough`, `WriteBehind` (feature `loader`) | the seed's patterns over a [`kuai_core::KvStore`]; write-behind optionally durable through a [`JournalConfig`] (a crash loses no acknowledged write) |
 //! | [`BloomFilter`] | cache-penetration guard for keys that never existed |
 //! | [`HotKeyDetector`], [`HotKeyCache`] | top-k hot keys over a sliding window; local replicas of hot keys |
 //! | `TwoLevelCache` (feature `redis`) | L1 + Redis L2 over one or several nodes (rendezvous placement, per-node breaker and stats): per-level TTLs, pub/sub invalidation, 100 ms timeouts, fail-open, hot keys as copies on distinct nodes |
@@ -62,6 +62,7 @@ mod cache;
 mod error;
 mod hashing;
 mod hot_keys;
+mod journal;
 #[cfg(feature = "redis")]
 mod l2;
 mod list;
@@ -85,6 +86,7 @@ pub use cache::{Cache, CacheBuilder, EvictionListener, Lease, MAX_LEASES, MAX_TT
 pub use error::CacheError;
 pub use hashing::{FastHashBuilder, FastHasher};
 pub use hot_keys::{HotKeyCache, HotKeyDetector};
+pub use journal::{JournalConfig, JournalRecovery, MAX_JOURNAL_RECORD};
 #[cfg(feature = "redis")]
 pub use l2::{L2NodeStats, TwoLevelCache, TwoLevelConfig, TwoLevelStats};
 #[cfg(feature = "loader")]

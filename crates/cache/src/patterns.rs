@@ -19,12 +19,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use kuai_core::KvStore;
+use kuai_core::{Decoder, Encoder, KvStore};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::error::CacheError;
 use crate::hashing::FastHashBuilder;
+use crate::journal::{FileJournal, Journal, JournalConfig, JournalRecovery};
 use crate::loader::LoadingCache;
 
 fn backend(e: kuai_core::Error) -> CacheError {
@@ -197,6 +198,8 @@ impl Default for WriteBehindConfig {
 struct Buffer<K, V> {
     pending: hashbrown::HashMap<K, V, FastHashBuilder>,
     order: VecDeque<K>,
+    /// Appended under this lock, so the journal's order is the writes'.
+    journal: Option<Box<dyn Journal<K, V>>>,
 }
 
 struct WbInner<K, V, S> {
@@ -241,11 +244,46 @@ where
     V: Clone + Send + Sync + 'static,
     S: KvStore<K, V> + 'static,
 {
-    /// Starts the flusher on the current tokio runtime.
+    /// Starts the flusher on the current tokio runtime. Writes waiting in
+    /// the buffer live in memory only: a crash loses them (a graceful
+    /// [`shutdown`](WriteBehind::shutdown) does not); use
+    /// [`with_journal`](WriteBehind::with_journal) to keep them on disk.
     pub fn new(
         cache: LoadingCache<K, V>,
         source: Arc<S>,
         cfg: WriteBehindConfig,
+    ) -> Result<Self, CacheError> {
+        Self::start(cache, source, cfg, None, Vec::new())
+    }
+
+    /// Like [`new`](WriteBehind::new), but every acknowledged write is
+    /// journaled to disk (appended and synced before [`put`](WriteBehind::put)
+    /// returns) until it reaches the source, so a crash loses nothing that
+    /// was acknowledged. Writes found in an existing journal are put back in
+    /// the cache and the buffer and flushed again (at least once); a torn
+    /// tail (a write cut short by the crash, never acknowledged) is dropped
+    /// and counted in the returned [`JournalRecovery`]. See the `journal`
+    /// module docs for the format.
+    pub fn with_journal<C>(
+        cache: LoadingCache<K, V>,
+        source: Arc<S>,
+        cfg: WriteBehindConfig,
+        journal: JournalConfig<C>,
+    ) -> Result<(Self, JournalRecovery), CacheError>
+    where
+        C: Encoder<K> + Encoder<V> + Decoder<K> + Decoder<V> + Send + 'static,
+    {
+        let (journal, writes, recovery) = FileJournal::open::<K, V>(journal)?;
+        let wb = Self::start(cache, source, cfg, Some(Box::new(journal)), writes)?;
+        Ok((wb, recovery))
+    }
+
+    fn start(
+        cache: LoadingCache<K, V>,
+        source: Arc<S>,
+        cfg: WriteBehindConfig,
+        journal: Option<Box<dyn Journal<K, V>>>,
+        recovered: Vec<(K, V)>,
     ) -> Result<Self, CacheError> {
         if cfg.capacity == 0 || cfg.batch == 0 || cfg.interval.is_zero() {
             return Err(CacheError::InvalidConfig(
@@ -254,13 +292,22 @@ where
         }
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|_| CacheError::Closed("write-behind must start inside a tokio runtime"))?;
+        let mut buf = Buffer {
+            pending: hashbrown::HashMap::with_hasher(FastHashBuilder::new()),
+            order: VecDeque::new(),
+            journal,
+        };
+        let recovering = !recovered.is_empty();
+        for (k, v) in recovered {
+            cache.insert(k.clone(), v.clone());
+            if buf.pending.insert(k.clone(), v).is_none() {
+                buf.order.push_back(k);
+            }
+        }
         let inner = Arc::new(WbInner {
             cache,
             source,
-            buf: Mutex::new(Buffer {
-                pending: hashbrown::HashMap::with_hasher(FastHashBuilder::new()),
-                order: VecDeque::new(),
-            }),
+            buf: Mutex::new(buf),
             notify: Notify::new(),
             closed: AtomicBool::new(false),
             cfg,
@@ -269,6 +316,9 @@ where
             failures: AtomicU64::new(0),
             last_error: Mutex::new(None),
         });
+        if recovering {
+            inner.notify.notify_one();
+        }
         let task = handle.spawn(Self::run(Arc::clone(&inner)));
         Ok(WriteBehind {
             inner,
@@ -292,13 +342,19 @@ where
                 .buf
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
+            let known = buf.pending.contains_key(&key);
+            if !known && buf.pending.len() >= self.inner.cfg.capacity {
+                return Err(CacheError::WriteBehindFull(buf.pending.len()));
+            }
+            // On disk before it is acknowledged (and before it is buffered:
+            // a write the journal refused is not taken at all).
+            if let Some(j) = buf.journal.as_mut() {
+                j.append(&key, &value)?;
+            }
             if let Some(v) = buf.pending.get_mut(&key) {
                 *v = value.clone();
                 self.inner.coalesced.fetch_add(1, Ordering::Relaxed);
             } else {
-                if buf.pending.len() >= self.inner.cfg.capacity {
-                    return Err(CacheError::WriteBehindFull(buf.pending.len()));
-                }
                 buf.pending.insert(key.clone(), value.clone());
                 buf.order.push_back(key.clone());
             }
@@ -412,6 +468,7 @@ where
             out
         };
         let mut progressed = batch.is_empty();
+        let flushed_some = !batch.is_empty();
         for (k, v) in batch {
             let mut attempt = 0;
             loop {
@@ -444,6 +501,23 @@ where
                         }
                         break;
                     }
+                }
+            }
+        }
+        if flushed_some {
+            // The journal keeps only what still waits. Should the rewrite
+            // fail, the old journal (a superset) stays: replay is then
+            // at-least-once for the writes flushed since.
+            let mut buf = inner.buf.lock().unwrap_or_else(PoisonError::into_inner);
+            let Buffer {
+                pending, journal, ..
+            } = &mut *buf;
+            if let Some(j) = journal.as_mut() {
+                if let Err(e) = j.rewrite(&mut pending.iter()) {
+                    *inner
+                        .last_error
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
                 }
             }
         }
