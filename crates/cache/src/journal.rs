@@ -120,9 +120,7 @@ pub(crate) struct FileJournal<C> {
 impl<C> FileJournal<C> {
     /// Opens (or creates) the journal at `cfg.path`, returning the writes it
     /// holds, in order, and what recovery found.
-    pub(crate) fn open<K, V>(
-        cfg: JournalConfig<C>,
-    ) -> Result<Opened<Self, K, V>, CacheError>
+    pub(crate) fn open<K, V>(cfg: JournalConfig<C>) -> Result<Opened<Self, K, V>, CacheError>
     where
         C: Decoder<K> + Decoder<V>,
     {
