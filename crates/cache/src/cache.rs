@@ -704,6 +704,33 @@ where
         Lease { key, token }
     }
 
+    /// Like [`lease`](Cache::lease), but joins the lease already open on
+    /// `key`, if any, instead of replacing it: for readers that copy a value
+    /// from a shared store (an L2) and must not cancel each other's, or a
+    /// loader's, fill. Every holder's fill is still refused after a write,
+    /// removal or invalidation of the key since the lease was first taken;
+    /// the first fill closes the lease, so later ones are refused too (the
+    /// entry is already there).
+    pub fn lease_shared(&self, key: K) -> Lease<K> {
+        let mut leases = self
+            .inner
+            .leases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(&token) = leases.get(&key) {
+            return Lease { key, token };
+        }
+        if leases.len() >= MAX_LEASES {
+            return Lease { key, token: 0 };
+        }
+        let token = self.inner.lease_seq.fetch_add(1, Ordering::Relaxed);
+        leases.insert(key.clone(), token);
+        self.inner
+            .open_leases
+            .store(leases.len() as u64, Ordering::Release);
+        Lease { key, token }
+    }
+
     /// Fills a leased key with the value read from the source, with an
     /// optional per-entry time-to-live. Refused with [`CacheError::StaleFill`]
     /// if the key was written, invalidated or leased again since the lease.
@@ -979,6 +1006,32 @@ mod tests {
             }
         }
         c.check_invariants();
+    }
+
+    #[test]
+    fn shared_leases_do_not_cancel_each_other_but_a_write_revokes_them() {
+        let c = single::<u64>(10, Policy::TinyLfu);
+        let a = c.lease_shared(1);
+        let b = c.lease_shared(1);
+        assert!(
+            c.fill(a, 10, None).is_ok(),
+            "the second reader did not cancel it"
+        );
+        assert!(
+            c.fill(b, 11, None).is_err(),
+            "the first fill closed the lease"
+        );
+        assert_eq!(c.get(&1), Some(10));
+        let a = c.lease_shared(2);
+        let b = c.lease_shared(2);
+        c.insert(2, 20);
+        assert!(c.fill(a, 1, None).is_err());
+        assert!(c.fill(b, 1, None).is_err());
+        assert_eq!(c.get(&2), Some(20), "no stale fill landed");
+        // A shared lease joins an exclusive one without replacing it.
+        let loader = c.lease(3);
+        let _reader = c.lease_shared(3);
+        assert!(c.fill(loader, 30, None).is_ok());
     }
 
     #[test]

@@ -172,9 +172,8 @@ pub struct TwoLevelStats {
     pub l2_skipped: u64,
     /// Invalidations received over pub/sub (one per node that delivered it).
     pub invalidations_received: u64,
-    /// Fills refused because a write raced with the read: an L2 fill whose
-    /// key's version moved, or an L1 fill whose lease a write or an
-    /// invalidation revoked (the value is served, not cached).
+    /// L2 fills refused because the key's (or a hot copy's) version moved
+    /// while the value was read: the value is served, not cached.
     pub stale_fills: u64,
     /// Reads of a hot key answered by one of its extra copies.
     pub copy_hits: u64,
@@ -694,16 +693,13 @@ impl TwoLevelCache {
             return Some(v);
         }
         // A write or invalidation that lands while L2 answers revokes the
-        // lease, so what this read saw is not put back into L1.
-        let lease = self.inner.l1.lease(key.to_string());
+        // lease, so what this read saw is not put back into L1. The lease is
+        // shared: concurrent readers (and a loader) do not cancel each
+        // other's fills; the first one lands.
+        let lease = self.inner.l1.lease_shared(key.to_string());
         let v = self.l2_get(key).await?;
         self.inner.counters.l2_hits.fetch_add(1, Ordering::Relaxed);
-        if self.inner.l1.fill(lease, Arc::clone(&v), None).is_err() {
-            self.inner
-                .counters
-                .stale_fills
-                .fetch_add(1, Ordering::Relaxed);
-        }
+        let _ = self.inner.l1.fill(lease, Arc::clone(&v), None);
         Some(v)
     }
 
@@ -830,11 +826,11 @@ impl TwoLevelCache {
         };
         let result = {
             let _turn = gate.lock().await;
-            match self.inner.l1.get(key) {
-                Some(v) => {
-                    self.inner.counters.l1_hits.fetch_add(1, Ordering::Relaxed);
-                    Ok(Some(v))
-                }
+            // The load before this turn may have filled L1, or only L2 (its
+            // L1 fill refused after a racing invalidation): look at both
+            // before going to the source.
+            match self.get(key).await {
+                Some(v) => Ok(Some(v)),
                 None => self.load_and_fill(key, source).await,
             }
         };

@@ -369,5 +369,4 @@ async fn an_l2_read_racing_an_invalidation_does_not_refill_l1() {
         None,
         "the raced read must not refill L1 with the old value"
     );
-    assert!(reader.stats().stale_fills >= 1, "{:?}", reader.stats());
 }
