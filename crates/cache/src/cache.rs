@@ -686,22 +686,10 @@ where
 
     /// Takes a lease on `key` before reading it from the source. A later
     /// [`fill`](Cache::fill) succeeds only if nobody wrote, removed or leased
-    /// the key since (the newest lease wins).
+    /// the key since (the newest `lease` wins; a
+    /// [`lease_shared`](Cache::lease_shared) joins the open one).
     pub fn lease(&self, key: K) -> Lease<K> {
-        let mut leases = self
-            .inner
-            .leases
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if leases.len() >= MAX_LEASES && !leases.contains_key(&key) {
-            return Lease { key, token: 0 };
-        }
-        let token = self.inner.lease_seq.fetch_add(1, Ordering::Relaxed);
-        leases.insert(key.clone(), token);
-        self.inner
-            .open_leases
-            .store(leases.len() as u64, Ordering::Release);
-        Lease { key, token }
+        self.open_lease(key, false)
     }
 
     /// Like [`lease`](Cache::lease), but joins the lease already open on
@@ -712,15 +700,20 @@ where
     /// the first fill closes the lease, so later ones are refused too (the
     /// entry is already there).
     pub fn lease_shared(&self, key: K) -> Lease<K> {
+        self.open_lease(key, true)
+    }
+
+    fn open_lease(&self, key: K, join: bool) -> Lease<K> {
         let mut leases = self
             .inner
             .leases
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(&token) = leases.get(&key) {
+        let open = leases.get(&key).copied();
+        if let (true, Some(token)) = (join, open) {
             return Lease { key, token };
         }
-        if leases.len() >= MAX_LEASES {
+        if leases.len() >= MAX_LEASES && open.is_none() {
             return Lease { key, token: 0 };
         }
         let token = self.inner.lease_seq.fetch_add(1, Ordering::Relaxed);
