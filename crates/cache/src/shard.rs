@@ -184,32 +184,7 @@ where
         Q: Eq + ?Sized,
         V: Clone,
     {
-        let Some(i) = self.find(hash, key) else {
-            self.stats.misses += 1;
-            self.policy.on_miss();
-            return None;
-        };
-        if let Some(now) = t.now {
-            if self.deadline(i) <= now {
-                self.remove_index(i, RemovalCause::Expired, sink);
-                self.stats.misses += 1;
-                self.policy.on_miss();
-                return None;
-            }
-            if let Some(tti) = t.tti {
-                let wd = self
-                    .timers
-                    .get(i as usize)
-                    .map_or(NEVER, |t| t.write_deadline);
-                self.schedule(i, wd.min(now.saturating_add(tti)), now);
-            }
-        }
-        self.stats.hits += 1;
-        self.policy.on_hit(&mut self.nodes, i);
-        self.nodes[i as usize]
-            .entry
-            .as_ref()
-            .map(|e| e.value.clone())
+        self.get_with(hash, key, t, sink, V::clone)
     }
 
     /// The read path when nothing can expire, under the write lock.
